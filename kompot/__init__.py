@@ -1,0 +1,30 @@
+"""kompot: differential abundance and expression between two conditions in single-cell data.
+
+Cell density and gene expression are modelled as Gaussian processes over a
+cell-state representation (mellon on JAX), so every cell state gets a fold
+change with a calibrated uncertainty.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import datasets
+from .models import (
+    DifferentialAbundance,
+    DifferentialExpression,
+    ExpressionModel,
+    SampleVarianceEstimator,
+)
+
+try:
+    __version__ = version("kompot")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "DifferentialAbundance",
+    "DifferentialExpression",
+    "ExpressionModel",
+    "SampleVarianceEstimator",
+    "datasets",
+    "__version__",
+]

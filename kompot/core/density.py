@@ -1,0 +1,195 @@
+"""Log-density Gaussian process on landmarks: Newton MAP and Laplace posterior.
+
+The model is mellon's nearest-neighbour density model with a fixed landmark
+basis: ``f = mu + K_xu Lp^{-T} z`` with ``z ~ N(0, I)``, ``Lp Lp^T = K_uu``,
+and the likelihood of the nearest-neighbour distance ``r_i`` in ``d``
+dimensions, ``sum_i f_i + (d-1) log r_i - exp(f_i + d log r_i + c_d)``.
+
+The negative log posterior is convex in ``z``, so a damped Newton method
+with the exact Hessian ``H = I + Lp^{-1} K_ux diag(e^{f+V}) K_xu Lp^{-T}``
+converges in a handful of steps where a quasi-Newton method needs hundreds.
+The same ``H`` then gives the Laplace posterior covariance ``H^{-1}`` of ``z``
+in full, instead of only its diagonal.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import gammaln
+
+from .blocks import block_slices
+from .kernel import kernel_matrix
+from .linalg import lower_solve, safe_cholesky, upper_solve
+
+logger = logging.getLogger("kompot")
+
+# Keep K(x, U) in memory below this many bytes, recompute it per block above.
+_KERNEL_CACHE_BYTES = 2 * 1024**3
+
+
+def log_density_mle(nn_distances: np.ndarray, d: float) -> np.ndarray:
+    """Per-cell maximum-likelihood log density from the nearest-neighbour distance."""
+    return gammaln(d / 2 + 1) - (d / 2) * np.log(np.pi) - d * np.log(nn_distances)
+
+
+def prior_mean(nn_distances: np.ndarray, d: float) -> float:
+    """mellon's prior mean: the 1st percentile of the per-cell MLE minus 10."""
+    return float(np.quantile(log_density_mle(nn_distances, d), 0.01) - 10.0)
+
+
+def _best_offset(log_e: np.ndarray, direction: np.ndarray, n_steps: int = 30) -> float:
+    """Scalar c minimising ``sum(exp(log_e - c * direction) + c * direction)`` (1-D Newton)."""
+    c = 0.0
+    for _ in range(n_steps):
+        e = np.exp(np.clip(log_e - c * direction, -700, 700))
+        grad = np.sum(direction * (1.0 - e))
+        hess = np.sum(direction**2 * e)
+        if hess <= 0:
+            break
+        step = grad / hess
+        c -= step
+        if abs(step) < 1e-10:
+            break
+    return c
+
+
+@dataclass
+class DensityFit:
+    """The fitted log-density GP, in landmark coordinates."""
+
+    z: np.ndarray  # MAP of the whitened latent, (m,)
+    weights: np.ndarray  # Lp^{-T} z: mean(x) = mu + K(x, U) @ weights
+    uncertainty_factor: np.ndarray  # W = Lp^{-T} R^{-T}, H = R R^T: var = |K(x, U) W|^2
+    Lp: np.ndarray  # Cholesky factor of K(U, U) + jitter
+    mu: float
+    n_obs: int
+    n_iter: int
+
+
+class WhitenedKernelBlocks:
+    """``L = K(X, U) Lp^{-T}`` in cell blocks, cached when it fits in memory.
+
+    Working with the whitened kernel keeps every Gram matrix ``L^T D L``
+    numerically positive semi-definite, which ``Lp^{-1} (K^T D K) Lp^{-T}``
+    is not when ``K(U, U)`` is ill-conditioned (long length scales).
+    """
+
+    def __init__(self, X, landmarks, cov_func, Lp, batch_size):
+        self.X, self.U, self.cov_func, self.Lp = X, landmarks, cov_func, Lp
+        n, m = X.shape[0], landmarks.shape[0]
+        self.slices = list(block_slices(n, batch_size))
+        self.cache = None
+        if n * m * 8 <= _KERNEL_CACHE_BYTES:
+            self.cache = [self._compute(s) for s in self.slices]
+
+    def _compute(self, s):
+        return lower_solve(self.Lp, kernel_matrix(self.cov_func, self.X[s], self.U).T).T
+
+    def __iter__(self):
+        for i, s in enumerate(self.slices):
+            yield s, (self.cache[i] if self.cache is not None else self._compute(s))
+
+
+def fit_density(
+    X: np.ndarray,
+    landmarks: np.ndarray,
+    cov_func,
+    *,
+    d: float,
+    mu: float,
+    nn_distances: np.ndarray,
+    jitter: float = 1e-6,
+    tol: float = 1e-9,
+    max_iter: int = 100,
+    batch_size: int | None = 20_000,
+) -> DensityFit:
+    """MAP log density on ``X`` with a Laplace posterior, all on ``landmarks``."""
+    X = np.asarray(X, np.float64)
+    landmarks = np.asarray(landmarks, np.float64)
+    n, m = X.shape[0], landmarks.shape[0]
+    const = (d / 2) * np.log(np.pi) - gammaln(d / 2 + 1)
+    V = d * np.log(nn_distances) + const  # log volume of the nn ball
+    Vdr = np.log(d) + (d - 1) * np.log(nn_distances) + const
+
+    Kuu = kernel_matrix(cov_func, landmarks, landmarks)
+    Lp = safe_cholesky(Kuu + jitter * np.eye(m), what="landmark covariance")
+    blocks = WhitenedKernelBlocks(X, landmarks, cov_func, Lp, batch_size)
+
+    def latent(z):
+        f = np.empty(n)
+        for s, L in blocks:
+            f[s] = L @ z
+        return f + mu
+
+    def loss(z, f):
+        return 0.5 * z @ z - np.sum(f + Vdr - np.exp(f + V))
+
+    def gradient_and_hessian(weights_e, residual):
+        # L^T r and L^T diag(e) L, accumulated over cell blocks.
+        gz = np.zeros(m)
+        Hz = np.zeros((m, m))
+        for s, L in blocks:
+            gz += L.T @ residual[s]
+            Le = L * np.sqrt(weights_e[s])[:, None]
+            Hz += Le.T @ Le
+        return gz, Hz
+
+    # Ridge start as in mellon, argmin |L z - (mle - mu)|^2 + |z|^2, then shifted
+    # by the best constant: the smoothed MLE sits above the optimum (the
+    # optimum is a local soft-minimum of the noisy per-cell MLE), and Newton
+    # only walks down an exponential by about one unit per step.
+    target = log_density_mle(nn_distances, d) - mu
+    H_ridge = np.zeros((m, m))
+    rhs = np.zeros((m, 2))
+    for s, L in blocks:
+        H_ridge += L.T @ L
+        rhs += L.T @ np.column_stack([target[s], np.ones(s.stop - s.start)])
+    R = safe_cholesky(np.eye(m) + H_ridge, what="ridge system")
+    z_target, z_one = upper_solve(R, lower_solve(R, rhs)).T
+    f_target, f_one = latent(z_target) - mu, latent(z_one) - mu
+    z = z_target - _best_offset(f_target + mu + V, f_one) * z_one
+
+    f = latent(z)
+    current = loss(z, f)
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        e = np.exp(f + V)
+        gz, Hz = gradient_and_hessian(e, 1.0 - e)
+        grad = z - gz
+        R = safe_cholesky(np.eye(m) + Hz, what="Laplace Hessian")
+        step = upper_solve(R, lower_solve(R, grad))
+        decrement = float(grad @ step)
+        logger.debug("density Newton %d: loss %.6g decrement %.3g", n_iter, current, decrement)
+        if decrement / 2 <= tol * max(1.0, abs(current)):
+            break
+        t = 1.0
+        while True:  # backtracking line search (Armijo)
+            z_new = z - t * step
+            f_new = latent(z_new)
+            new = loss(z_new, f_new)
+            if np.isfinite(new) and new <= current - 0.25 * t * decrement:
+                break
+            t *= 0.5
+            if t < 1e-10:
+                raise np.linalg.LinAlgError(
+                    "The density optimisation could not make progress; check for "
+                    "duplicated or extreme coordinates in the cell states."
+                )
+        z, f, current = z_new, f_new, new
+    else:
+        logger.warning("Density Newton iterations did not converge in %d steps.", max_iter)
+
+    # Laplace covariance of z is H^{-1} = R^{-T} R^{-1}; map it to weight space.
+    W = upper_solve(Lp, upper_solve(R, np.eye(m)))
+    return DensityFit(
+        z=z,
+        weights=upper_solve(Lp, z),
+        uncertainty_factor=W,
+        Lp=Lp,
+        mu=float(mu),
+        n_obs=n,
+        n_iter=n_iter,
+    )

@@ -1,0 +1,133 @@
+"""Expression Gaussian process on landmarks (one condition, all genes at once).
+
+With scalar noise ``sigma`` the posterior covariance does not depend on the
+gene, so one factorisation serves every gene: only ``K_ux Y`` and the
+weights are per gene. This is the landmark (DTC) model that mellon's
+``FunctionEstimator`` fits with ``gp_type="fixed"``; kompot computes it in
+cell blocks so that memory stays bounded, and adds the empirical
+(aleatoric) variance from leverage-corrected squared residuals smoothed by a
+second GP on the same factorisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .blocks import block_slices
+from .kernel import kernel_diag, kernel_matrix
+from .linalg import lower_solve, safe_cholesky, upper_solve
+
+
+@dataclass
+class FunctionFit:
+    """A fitted landmark GP for ``n_genes`` outputs."""
+
+    landmarks: np.ndarray  # (m, d)
+    cov_func: object
+    Lp: np.ndarray  # chol(K_uu + jitter I)
+    LB: np.ndarray  # chol(I + Lp^{-1} K_ux K_xu Lp^{-T} / sigma^2)
+    weights: np.ndarray  # (m, G): mean(x) = mu + K(x, U) @ weights
+    mu: np.ndarray | float
+    sigma: float
+    n_obs: int
+    variance_weights: np.ndarray | None = None  # (m, G): obs_variance(x) = K(x, U) @ vw
+
+    def _solve_weights_whitened(self, AR: np.ndarray) -> np.ndarray:
+        """``Lp^{-T} B^{-1} A R / sigma^2`` given ``A R = Lp^{-1} K_ux R``."""
+        c = lower_solve(self.LB, AR / self.sigma**2)
+        return upper_solve(self.Lp, upper_solve(self.LB, c))
+
+    def kernel(self, X: np.ndarray) -> np.ndarray:
+        return kernel_matrix(self.cov_func, X, self.landmarks)
+
+    def mean(self, X: np.ndarray, K: np.ndarray | None = None) -> np.ndarray:
+        K = self.kernel(X) if K is None else K
+        return self.mu + K @ self.weights
+
+    def covariance_diag(self, X: np.ndarray, K: np.ndarray | None = None) -> np.ndarray:
+        """Posterior variance of the latent mean at each row of ``X`` (same for all genes)."""
+        K = self.kernel(X) if K is None else K
+        As = lower_solve(self.Lp, K.T)
+        C = lower_solve(self.LB, As)
+        var = kernel_diag(self.cov_func, X) - np.sum(As**2, axis=0) + np.sum(C**2, axis=0)
+        return np.maximum(var, 0.0)
+
+    def covariance_full(self, X: np.ndarray) -> np.ndarray:
+        """Full posterior covariance between the rows of ``X`` (for a few hundred rows)."""
+        K = self.kernel(X)
+        As = lower_solve(self.Lp, K.T)
+        C = lower_solve(self.LB, As)
+        cov = kernel_matrix(self.cov_func, X, X) - As.T @ As + C.T @ C
+        return 0.5 * (cov + cov.T)
+
+    def obs_variance(self, X: np.ndarray, K: np.ndarray | None = None, eps: float = 0.0):
+        if self.variance_weights is None:
+            return 0.0
+        K = self.kernel(X) if K is None else K
+        return np.maximum(K @ self.variance_weights, eps)
+
+
+def fit_function(
+    X: np.ndarray,
+    Y: np.ndarray,
+    landmarks: np.ndarray,
+    cov_func,
+    *,
+    sigma: float = 1.0,
+    mu: float | np.ndarray = 0.0,
+    jitter: float = 1e-6,
+    obs_variance: bool = True,
+    batch_size: int | None = 10_000,
+    progress: bool = False,
+) -> FunctionFit:
+    """Fit the landmark GP to every column of ``Y`` (dense or scipy sparse)."""
+    X = np.asarray(X, np.float64)
+    landmarks = np.asarray(landmarks, np.float64)
+    if not np.isscalar(sigma) and np.ndim(sigma) != 0:
+        raise ValueError("sigma must be a single positive number (one noise level for all genes).")
+    sigma = float(sigma)
+    if not sigma > 0:
+        raise ValueError(
+            f"sigma must be positive, got {sigma}: with sigma=0 the landmark GP divides by zero."
+        )
+    n, m = X.shape[0], landmarks.shape[0]
+    n_genes = Y.shape[1]
+    Lp = safe_cholesky(
+        kernel_matrix(cov_func, landmarks, landmarks) + jitter * np.eye(m),
+        what="landmark covariance",
+    )
+
+    def rows(s):
+        block = Y[s]
+        block = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
+        return block.astype(np.float64, copy=False) - mu
+
+    slices = list(block_slices(n, batch_size, progress=progress, desc="fit expression GP"))
+    # Whitened kernel A = Lp^{-1} K_ux keeps A A^T numerically PSD (see density.py).
+    AAt = np.zeros((m, m))
+    AR = np.zeros((m, n_genes))
+    for s in slices:
+        A = lower_solve(Lp, kernel_matrix(cov_func, X[s], landmarks).T)
+        AAt += A @ A.T
+        AR += A @ rows(s)
+    LB = safe_cholesky(np.eye(m) + AAt / sigma**2, what="expression GP system")
+    fit = FunctionFit(landmarks, cov_func, Lp, LB, None, mu, sigma, n)
+    fit.weights = fit._solve_weights_whitened(AR)
+    if not obs_variance:
+        return fit
+
+    # Leverage h_i = k_i^T (sigma^2 K_uu + K_ux K_xu)^{-1} k_i, then HC3-corrected
+    # squared residuals, smoothed by a second GP with the same factorisation.
+    # In whitened form h_i = a_i^T (sigma^2 I + A A^T)^{-1} a_i = |LB^{-1} a_i|^2 / sigma^2.
+    AR2 = np.zeros((m, n_genes))
+    for s in slices:
+        K = kernel_matrix(cov_func, X[s], landmarks)
+        A = lower_solve(Lp, K.T)
+        h = np.sum(lower_solve(LB, A) ** 2, axis=0) / sigma**2
+        resid = rows(s) - K @ fit.weights
+        r2 = resid**2 / np.maximum(1.0 - h, 1e-12)[:, None] ** 2
+        AR2 += A @ r2
+    fit.variance_weights = fit._solve_weights_whitened(AR2)
+    return fit

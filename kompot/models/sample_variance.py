@@ -1,0 +1,237 @@
+"""Between-replicate variance of a smoothed quantity (expression or log density).
+
+One Gaussian process per replicate sample, all on the same landmarks and
+length scale; the variance between their predictions (Bessel-corrected)
+measures how much the biological replicates disagree at each cell state.
+The covariance between cell states is kept as its low-rank factor
+``B = [f_k - f̄]_k / sqrt(K - 1)`` (rank at most K - 1), never as an
+``n x n x G`` tensor unless a caller explicitly asks for one.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+
+from ..core.blocks import block_slices
+from ..core.density import fit_density, prior_mean
+from ..core.function_gp import fit_function
+from ..core.kernel import kernel_matrix, matern52
+from ..core.landmarks import (
+    DEFAULT_N_LANDMARKS,
+    length_scale,
+    nearest_neighbor_distances,
+    select_landmarks,
+)
+from ..core.mellon_bridge import density_predictor, function_predictor
+
+logger = logging.getLogger("kompot")
+
+_ESTIMATOR_TYPES = ("function", "density")
+# Refuse to materialise a dense n x n x G covariance above this size.
+_MAX_DENSE_BYTES = 4 * 1024**3
+_SUPPORTED_KWARGS = {"landmarks", "ls", "sigma", "mu", "d", "jitter", "cov_func", "n_landmarks",
+                     "random_state", "obs_variance", "batch_size"}
+
+
+class SampleVarianceEstimator:
+    """Local variance between replicate samples of a smoothed quantity.
+
+    Parameters
+    ----------
+    eps
+        Added to variances before they are used as denominators downstream.
+    jit_compile
+        Kept for API compatibility; kompot's numerics are BLAS calls that need
+        no JIT compilation, so this has no effect.
+    estimator_type
+        ``"function"`` for gene expression (one output per gene) or
+        ``"density"`` for the log density of cell states.
+    store_arrays_on_disk, disk_storage_dir
+        Kept for API compatibility. Only low-rank factors are stored, so no
+        array here needs to go to disk; these have no effect.
+    dask_num_workers
+        Kept for API compatibility; no effect.
+
+    Attributes
+    ----------
+    group_predictors
+        ``{group: mellon predictor}`` for each sample with enough cells.
+    n_groups
+        Number of samples that received an estimator (at least 2).
+    """
+
+    def __init__(
+        self,
+        eps: float = 1e-8,
+        jit_compile: bool = True,
+        estimator_type: str = "function",
+        store_arrays_on_disk: bool | None = None,
+        disk_storage_dir: str | None = None,
+        dask_num_workers: int | None = None,
+    ):
+        if estimator_type not in _ESTIMATOR_TYPES:
+            raise ValueError(
+                f"estimator_type must be one of {_ESTIMATOR_TYPES}, got {estimator_type!r}."
+            )
+        self.eps = eps
+        self.jit_compile = jit_compile
+        self.estimator_type = estimator_type
+        self.store_arrays_on_disk = store_arrays_on_disk
+        self.disk_storage_dir = disk_storage_dir
+        self.disk_storage = None
+        self.dask_num_workers = dask_num_workers
+        self.group_predictors: dict = {}
+        self.n_groups = 0
+        self._fits: dict = {}
+        self._landmarks = None
+        self._cov_func = None
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray = None,
+        grouping_vector: np.ndarray = None,
+        min_cells: int = 2,
+        ls_factor: float = 10.0,
+        estimator_kwargs: dict = None,
+    ) -> SampleVarianceEstimator:
+        """Fit one estimator per group with at least ``min_cells`` cells.
+
+        ``estimator_kwargs`` may set ``landmarks``, ``ls``, ``sigma``,
+        ``mu``, ``d``, ``jitter``, ``cov_func``, ``n_landmarks``,
+        ``random_state``; missing landmarks and length scale are computed
+        from all of ``X`` so that every group shares them.
+
+        Raises
+        ------
+        ValueError
+            If fewer than 2 groups have ``min_cells`` cells.
+        """
+        kwargs = dict(estimator_kwargs or {})
+        unknown = set(kwargs) - _SUPPORTED_KWARGS
+        if unknown:
+            raise TypeError(
+                f"Unsupported estimator_kwargs {sorted(unknown)}; supported: "
+                f"{sorted(_SUPPORTED_KWARGS)}."
+            )
+        X = np.asarray(X, np.float64)
+        if grouping_vector is None:
+            raise ValueError("grouping_vector is required: one sample label per cell.")
+        groups = np.asarray(grouping_vector)
+        if groups.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"grouping_vector has {groups.shape[0]} entries but X has {X.shape[0]} cells."
+            )
+        if self.estimator_type == "function":
+            if Y is None:
+                raise ValueError("Y (expression, cells x genes) is required for estimator_type='function'.")
+            if Y.shape[0] != X.shape[0]:
+                raise ValueError(f"Y has {Y.shape[0]} rows but X has {X.shape[0]} cells.")
+
+        labels, counts = np.unique(groups, return_counts=True)
+        valid = [g for g, c in zip(labels, counts, strict=True) if c >= min_cells]
+        skipped = [g for g, c in zip(labels, counts, strict=True) if c < min_cells]
+        if skipped:
+            logger.warning("Samples with fewer than %d cells were skipped: %s", min_cells, skipped)
+        if len(valid) < 2:
+            raise ValueError(
+                f"Sample variance needs at least 2 samples with >= {min_cells} cells; found "
+                f"{len(valid)} ({dict(zip(labels.tolist(), counts.tolist(), strict=True))}). "
+                "Provide more replicate samples, lower min_cells, or switch sample variance off."
+            )
+
+        landmarks = kwargs.get("landmarks")
+        if landmarks is None:
+            m = kwargs.get("n_landmarks") or DEFAULT_N_LANDMARKS
+            landmarks = select_landmarks(X, min(m, X.shape[0]), kwargs.get("random_state"))
+        landmarks = np.asarray(landmarks, np.float64)
+        cov_func = kwargs.get("cov_func")
+        if cov_func is None:
+            ls = kwargs.get("ls")
+            if ls is None:
+                ls = length_scale(nearest_neighbor_distances(X), ls_factor)
+            cov_func = matern52(ls)
+        jitter = kwargs.get("jitter", 1e-6)
+        self._landmarks, self._cov_func = landmarks, cov_func
+
+        self._fits, self.group_predictors = {}, {}
+        for g in valid:
+            mask = groups == g
+            if self.estimator_type == "function":
+                fit = fit_function(
+                    X[mask], Y[mask], landmarks, cov_func,
+                    sigma=kwargs.get("sigma", 1.0), mu=kwargs.get("mu", 0.0), jitter=jitter,
+                    obs_variance=kwargs.get("obs_variance", True),
+                    batch_size=kwargs.get("batch_size", 10_000),
+                )
+                self.group_predictors[g] = function_predictor(fit, jitter)
+            else:
+                r = nearest_neighbor_distances(X[mask])
+                d = kwargs.get("d", X.shape[1])
+                mu = kwargs.get("mu", prior_mean(r, d))
+                fit = fit_density(X[mask], landmarks, cov_func, d=d, mu=mu, nn_distances=r, jitter=jitter)
+                self.group_predictors[g] = density_predictor(fit, landmarks, cov_func, jitter)
+            self._fits[g] = fit
+        self.n_groups = len(valid)
+        return self
+
+    # ------------------------------------------------------------- predict
+    def _check_fitted(self):
+        if not self._fits:
+            raise RuntimeError("SampleVarianceEstimator is not fitted; call fit() first.")
+
+    def group_means(self, X: np.ndarray, K: np.ndarray | None = None) -> np.ndarray:
+        """Each group's prediction at ``X``: shape (K, n, G) (G = 1 for density)."""
+        self._check_fitted()
+        K = kernel_matrix(self._cov_func, X, self._landmarks) if K is None else K
+        out = []
+        for fit in self._fits.values():
+            if self.estimator_type == "function":
+                out.append(fit.mean(X, K))
+            else:  # log density normalised by the group's cell count, as mellon does
+                out.append((fit.mu + K @ fit.weights - np.log(fit.n_obs))[:, None])
+        return np.stack(out)
+
+    def low_rank_factor(self, X: np.ndarray, K: np.ndarray | None = None) -> np.ndarray:
+        """``B`` of shape (G, n, K) with ``B[g] @ B[g].T`` the covariance over ``X`` of gene g."""
+        F = self.group_means(X, K)
+        B = (F - F.mean(axis=0, keepdims=True)) / np.sqrt(self.n_groups - 1)
+        return np.transpose(B, (2, 1, 0))
+
+    def obs_variance(self, X: np.ndarray, K: np.ndarray | None = None) -> np.ndarray:
+        """Mean over samples of the within-sample empirical variance, (n, G)."""
+        self._check_fitted()
+        K = kernel_matrix(self._cov_func, X, self._landmarks) if K is None else K
+        per_group = [fit.obs_variance(K=K, X=X) for fit in self._fits.values()]
+        return np.mean(per_group, axis=0)
+
+    def predict(self, X_new: np.ndarray, diag: bool = False, progress: bool = True) -> np.ndarray:
+        """Bessel-corrected variance between the samples' predictions.
+
+        With ``diag=True`` the variance at each cell, shape (n, G) (G = 1 for
+        density); with ``diag=False`` the covariance between all pairs of
+        cells, shape (n, n, G) — memory grows as n², so keep ``X_new`` small.
+        """
+        X_new = np.asarray(X_new, np.float64)
+        n = X_new.shape[0]
+        if diag:
+            parts = []
+            for s in block_slices(n, 2000, progress=progress, desc="sample variance"):
+                F = self.group_means(X_new[s])
+                parts.append(np.var(F, axis=0, ddof=1))
+            return np.concatenate(parts, axis=0)
+        B = self.low_rank_factor(X_new)  # (G, n, K)
+        n_bytes = B.shape[0] * n * n * 8
+        if n_bytes > _MAX_DENSE_BYTES:
+            raise ValueError(
+                f"The full covariance would take {n_bytes / 1024**3:.1f} GiB "
+                f"({n} x {n} x {B.shape[0]}). Use diag=True, fewer points, or "
+                "low_rank_factor(), which holds the same information in rank K - 1."
+            )
+        if n_bytes > _MAX_DENSE_BYTES / 8:
+            warnings.warn("Building a large dense covariance tensor.", RuntimeWarning, stacklevel=2)
+        return np.einsum("gik,gjk->ijg", B, B)

@@ -1,0 +1,16 @@
+"""Defaults of ``kompot.tl`` that differ from the model classes, with the reason.
+
+The model classes keep the published defaults. ``kompot.tl`` is what most
+users run, so its defaults are chosen from the benchmarks
+(``benchmarks/RESULTS.md``) for accuracy and speed.
+"""
+
+# Multiplier of mellon's length-scale rule. The classes use 10, which smooths
+# away population-sized abundance changes when the representation carries
+# isotropic noise in many dimensions; see benchmarks/RESULTS.md.
+LS_FACTOR = 0.5
+
+# Landmarks shared by both conditions.
+N_LANDMARKS = 1000
+
+OBSM_KEY = "DM_EigenVectors"

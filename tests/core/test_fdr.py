@@ -1,0 +1,200 @@
+"""Tests of the empirical-null FDR: definitions, monotonicity, calibration, validation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from kompot.core import fdr as fdr_module
+from kompot.core.fdr import empirical_fdr, fdr_dataframe
+
+N_SEEDS = 20
+N_GENES = 500
+N_NULL = 5000
+PLANTED_SHARE = 0.10
+
+
+def _null_distances(rng: np.random.Generator, size: int) -> np.ndarray:
+    # Mahalanobis distances of null genes behave like a chi distribution.
+    return np.sqrt(rng.chisquare(20, size))
+
+
+def _planted(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observed distances with the first 10% of genes planted far in the tail."""
+    rng = np.random.default_rng(seed)
+    observed = _null_distances(rng, N_GENES)
+    n_true = int(PLANTED_SHARE * N_GENES)
+    observed[:n_true] = np.sqrt(rng.noncentral_chisquare(20, 150, n_true))
+    truth = np.zeros(N_GENES, dtype=bool)
+    truth[:n_true] = True
+    return observed, _null_distances(rng, N_NULL), truth
+
+
+def _slow_tail_fdr(observed: list[float], null: list[float]) -> tuple[list[float], float]:
+    """Tail FDR written gene by gene, straight from the definitions."""
+    n_genes, n_null = len(observed), len(null)
+    pvalues = []
+    for d in observed:
+        n_extreme = sum(1 for v in null if v >= d)
+        pvalues.append((1 + n_extreme) / (1 + n_null))
+    pi0 = (1 + sum(1 for p in pvalues if p > 0.5)) / (n_genes * 0.5)
+    pi0 = min(max(pi0, 1 / n_genes), 1.0)
+    raw = []
+    for d, p in zip(observed, pvalues, strict=True):
+        obs_survival = sum(1 for v in observed if v >= d) / n_genes
+        raw.append(min(max(pi0 * p / obs_survival, 0.0), 1.0))
+    tail = []
+    for d in observed:
+        tail.append(min(r for r, e in zip(raw, observed, strict=True) if e <= d))
+    return tail, pi0
+
+
+def test_pvalue_and_keys_on_a_hand_example():
+    res = empirical_fdr(np.array([0.5, 2.0, 3.5, 5.0]), np.array([1.0, 2.0, 3.0, 4.0]))
+    assert set(res) == {"pvalue", "local_fdr", "tail_fdr", "is_de", "pi0"}
+    # Null values >= D: 4, 3, 1, 0 out of 4, with the +1 correction.
+    np.testing.assert_allclose(res["pvalue"], [5 / 5, 4 / 5, 2 / 5, 1 / 5])
+    assert isinstance(res["pi0"], float)
+    assert res["is_de"].dtype == bool
+
+
+def test_tail_fdr_matches_slow_reference():
+    rng = np.random.default_rng(7)
+    # Rounding creates ties within and between the two samples.
+    observed = np.round(
+        np.concatenate([_null_distances(rng, 130), 3 * _null_distances(rng, 20)]), 1
+    )
+    null = np.round(_null_distances(rng, 800), 1)
+    expected, expected_pi0 = _slow_tail_fdr(observed.tolist(), null.tolist())
+    res = empirical_fdr(observed, null)
+    np.testing.assert_allclose(res["tail_fdr"], expected, rtol=0, atol=1e-12)
+    assert res["pi0"] == pytest.approx(expected_pi0, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fdrs_are_monotone_bounded_and_finite(seed):
+    observed, null, _ = _planted(seed)
+    observed[:3] = 0.0  # zero distances must not break the log transform
+    res = empirical_fdr(observed, null)
+    order = np.argsort(observed)
+    for key in ("tail_fdr", "local_fdr", "pvalue"):
+        values = res[key]
+        assert values.shape == observed.shape
+        assert np.all(np.isfinite(values))
+        assert np.all((values >= 0) & (values <= 1))
+        assert np.all(np.diff(values[order]) <= 0), key
+    # Equal distances get equal FDRs.
+    ties = empirical_fdr(np.array([1.0, 2.0, 2.0, 3.0, 9.0]), null)
+    assert ties["tail_fdr"][1] == ties["tail_fdr"][2]
+    assert ties["local_fdr"][1] == ties["local_fdr"][2]
+
+
+def test_pure_null_is_calibrated():
+    fdp = {0.05: [], 0.10: []}
+    share_called = {0.05: [], 0.10: []}
+    for seed in range(N_SEEDS):
+        rng = np.random.default_rng(1000 + seed)
+        res = empirical_fdr(_null_distances(rng, N_GENES), _null_distances(rng, N_NULL))
+        assert res["pi0"] >= 0.9
+        for q in fdp:
+            called = res["tail_fdr"] <= q
+            share_called[q].append(called.mean())
+            fdp[q].append(float(called.any()))  # every call is false here
+    for q in fdp:
+        assert np.mean(share_called[q]) <= 0.01
+        # Under the complete null, FDR = P(any call) <= q; allow for Monte Carlo
+        # error of 20 seeds (two binomial standard errors at the nominal level).
+        assert np.mean(fdp[q]) <= q + 2 * math.sqrt(q * (1 - q) / N_SEEDS)
+
+
+def test_planted_genes_are_found_at_controlled_fdp():
+    fdp = {0.05: [], 0.10: []}
+    for seed in range(N_SEEDS):
+        observed, null, truth = _planted(seed)
+        res = empirical_fdr(observed, null)
+        assert res["pi0"] == pytest.approx(1 - PLANTED_SHARE, abs=0.1)
+        # Planted genes have clearly small local FDR as well.
+        assert np.median(res["local_fdr"][truth]) < 0.05
+        for q in fdp:
+            called = res["tail_fdr"] <= q
+            assert called[truth].all()
+            fdp[q].append(called[~truth].sum() / max(called.sum(), 1))
+    for q, values in fdp.items():
+        # The procedure works at its nominal level (mean FDP close to q), so
+        # the 20-seed average is allowed two standard errors above q.
+        sem = np.std(values, ddof=1) / math.sqrt(N_SEEDS)
+        assert np.mean(values) <= q + 2 * sem, (q, np.mean(values), sem)
+
+
+def test_pvalues_are_uniform_under_the_null():
+    rng = np.random.default_rng(42)
+    res = empirical_fdr(_null_distances(rng, N_GENES), _null_distances(rng, N_NULL))
+    assert stats.kstest(res["pvalue"], "uniform").pvalue > 1e-3
+
+
+def test_local_fdr_far_outside_the_null_is_finite():
+    rng = np.random.default_rng(3)
+    null = _null_distances(rng, 2000)
+    observed = np.concatenate([_null_distances(rng, 200), [1e3, 1e6, 1e12]])
+    res = empirical_fdr(observed, null)
+    assert np.all(np.isfinite(res["local_fdr"]))
+    assert np.all(res["local_fdr"][-3:] < 1e-6)
+
+
+def test_grid_evaluation_matches_direct_evaluation(monkeypatch):
+    rng = np.random.default_rng(5)
+    observed = np.concatenate([_null_distances(rng, 1800), 2.5 * _null_distances(rng, 200)])
+    null = _null_distances(rng, 4000)
+    on_grid = empirical_fdr(observed, null)["local_fdr"]
+    monkeypatch.setattr(fdr_module, "_KDE_MAX_EVAL", 10**6)
+    direct = empirical_fdr(observed, null)["local_fdr"]
+    np.testing.assert_allclose(on_grid, direct, atol=2e-3)
+
+
+def test_too_few_distinct_values_fall_back_to_tail_fdr():
+    with pytest.warns(RuntimeWarning, match="falls back"):
+        res = empirical_fdr(np.array([2.0, 2.0]), np.array([1.0, 1.5, 3.0]))
+    np.testing.assert_array_equal(res["local_fdr"], res["tail_fdr"])
+
+
+@pytest.mark.parametrize(
+    ("observed", "null", "threshold", "match"),
+    [
+        ([1.0, np.nan], [1.0, 2.0], 0.05, "observed"),
+        ([1.0, np.inf], [1.0, 2.0], 0.05, "observed"),
+        ([1.0, -0.5], [1.0, 2.0], 0.05, "observed"),
+        ([1.0, 2.0], [1.0, np.nan], 0.05, "null"),
+        ([1.0, 2.0], [-np.inf, 2.0], 0.05, "null"),
+        ([1.0, 2.0], [1.0, -2.0], 0.05, "null"),
+        ([1.0, 2.0], [], 0.05, "null"),
+        ([], [1.0, 2.0], 0.05, "observed"),
+        ([[1.0, 2.0]], [1.0, 2.0], 0.05, "observed"),
+        ([1.0, 2.0], [1.0, 2.0], 0.0, "threshold"),
+        ([1.0, 2.0], [1.0, 2.0], 1.0, "threshold"),
+        ([1.0, 2.0], [1.0, 2.0], -0.1, "threshold"),
+        ([1.0, 2.0], [1.0, 2.0], np.nan, "threshold"),
+    ],
+)
+def test_invalid_input_raises(observed, null, threshold, match):
+    with pytest.raises(ValueError, match=match):
+        empirical_fdr(np.asarray(observed), np.asarray(null), threshold=threshold)
+
+
+def test_fdr_dataframe_columns_index_and_length_check():
+    observed, null, _ = _planted(0)
+    names = [f"gene_{i}" for i in range(observed.size)]
+    frame = fdr_dataframe(observed, null, threshold=0.1, gene_names=names)
+    assert list(frame.columns) == ["mahalanobis", "pvalue", "local_fdr", "tail_fdr", "is_de"]
+    assert list(frame.index) == names
+    res = empirical_fdr(observed, null, threshold=0.1)
+    np.testing.assert_array_equal(frame["mahalanobis"].to_numpy(), observed)
+    np.testing.assert_array_equal(frame["is_de"].to_numpy(), res["is_de"])
+    assert frame["is_de"].dtype == bool
+    assert frame.attrs["pi0"] == res["pi0"]
+    assert isinstance(fdr_dataframe(observed, null).index, pd.RangeIndex)
+    with pytest.raises(ValueError, match="gene_names"):
+        fdr_dataframe(observed, null, gene_names=names[:-1])
