@@ -46,10 +46,16 @@ class FunctionFit:
         K = self.kernel(X) if K is None else K
         return self.mu + K @ self.weights
 
-    def covariance_diag(self, X: np.ndarray, K: np.ndarray | None = None) -> np.ndarray:
-        """Posterior variance of the latent mean at each row of ``X`` (same for all genes)."""
+    def covariance_diag(
+        self, X: np.ndarray, K: np.ndarray | None = None, As: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Posterior variance of the latent mean at each row of ``X`` (same for all genes).
+
+        ``K = k(X, U)`` and ``As = Lp^{-1} K^T`` may be passed in when another
+        model on the same landmarks and kernel has computed them already.
+        """
         K = self.kernel(X) if K is None else K
-        As = lower_solve(self.Lp, K.T)
+        As = lower_solve(self.Lp, K.T) if As is None else As
         C = lower_solve(self.LB, As)
         var = kernel_diag(self.cov_func, X) - np.sum(As**2, axis=0) + np.sum(C**2, axis=0)
         return np.maximum(var, 0.0)

@@ -10,6 +10,7 @@ import pandas as pd
 from ..core.blocks import block_slices
 from ..core.fdr import fdr_dataframe
 from ..core.landmarks import shared_hyperparameters
+from ..core.linalg import lower_solve
 from ..core.mahalanobis import mahalanobis_distances
 from .expression_model import ExpressionModel
 from .sample_variance import SampleVarianceEstimator
@@ -259,10 +260,21 @@ class DifferentialExpression:
         n = X_new.shape[0]
         out = {k: [] for k in ("condition1_smoothed", "condition2_smoothed",
                                 "condition1_std", "condition2_std")}
+        fused = self.model1._shares_basis_with(self.model2)
         for s in block_slices(n, max(self.batch_size, 1), progress=progress, desc="predict DE"):
+            if fused:
+                # One kernel and one triangular solve per block serve both conditions.
+                fit = self.model1._fit
+                K = fit.kernel(X_new[s])
+                As = lower_solve(fit.Lp, K.T)
             for i, model in ((1, self.model1), (2, self.model2)):
-                out[f"condition{i}_smoothed"].append(model.predict(X_new[s], progress=False))
-                out[f"condition{i}_std"].append(model.std(X_new[s], progress=False))
+                if fused:
+                    mean, std = model._mean_and_std(X_new[s], K, As)
+                else:
+                    mean = model.predict(X_new[s], progress=False)
+                    std = model.std(X_new[s], progress=False)
+                out[f"condition{i}_smoothed"].append(mean)
+                out[f"condition{i}_std"].append(std)
         result = {k: np.concatenate(v, axis=0) for k, v in out.items()}
         result["fold_change"] = result["condition2_smoothed"] - result["condition1_smoothed"]
         result["mean_log_fold_change"] = result["fold_change"].mean(axis=0)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..core.blocks import block_slices
 from ..core.function_gp import FunctionFit, fit_function
-from ..core.kernel import kernel_matrix, matern52
+from ..core.kernel import matern52
 from ..core.landmarks import shared_hyperparameters
 from ..core.mellon_bridge import function_estimator, function_predictor
 from .sample_variance import SampleVarianceEstimator
@@ -320,6 +320,44 @@ class ExpressionModel:
         """``sqrt(total_variance + eps)``, shape (n, n_genes)."""
         return np.sqrt(self.total_variance(X, diag=True, batch_size=batch_size, progress=progress) + self.eps)
 
-    # ------------------------------------------------- landmark quantities
-    def kernel(self, X):
-        return kernel_matrix(self.cov_func, X, self.landmarks)
+    # ------------------------------------------------------ fused blocks
+    def _shares_basis_with(self, other: ExpressionModel) -> bool:
+        """Whether both are kompot fits with the same kernel, landmarks and ``Lp``.
+
+        Then ``k(X, U)`` and ``Lp^{-1} k(U, X)`` can be computed once for both.
+        """
+        a, b = self._fit, other._fit
+        if a is None or b is None:
+            return False
+        same_kernel = a.cov_func is b.cov_func or (
+            type(a.cov_func) is type(b.cov_func)
+            and getattr(a.cov_func, "ls", None) == getattr(b.cov_func, "ls", None)
+            and getattr(a.cov_func, "active_dims", None) is None
+            and getattr(b.cov_func, "active_dims", None) is None
+        )
+        return (
+            same_kernel
+            and np.array_equal(a.landmarks, b.landmarks)
+            and np.array_equal(a.Lp, b.Lp)
+        )
+
+    def _mean_and_std(self, X, K, As):
+        """Mean and std at a block of points from a precomputed kernel ``K`` and ``Lp^{-1} K^T``.
+
+        Only valid for kompot's own fits; used by DifferentialExpression to
+        evaluate both conditions from one kernel evaluation per block.
+        """
+        fit = self._fit
+        mean = fit.mean(X, K)
+        var = fit.covariance_diag(X, K, As)[:, None]
+        obs = 0.0
+        if self.has_empirical_variance:
+            if self._obs_variance_predictor is not None:
+                obs = _as_array(self._obs_variance_predictor(X))
+            elif isinstance(self._variance_predictor, SampleVarianceEstimator):
+                obs = self._variance_predictor.obs_variance(X)
+            else:
+                obs = fit.obs_variance(X, K)
+            obs = np.maximum(obs, self.eps)
+        sample = self.sample_variance(X, progress=False)
+        return mean, np.sqrt(var + obs + sample + self.eps)

@@ -1,4 +1,4 @@
-"""Null distributions of the DE Mahalanobis distance, by permuting condition labels.
+"""Null distributions for DE and DA, by permuting condition labels.
 
 Under the null hypothesis a gene's expression at a given cell state does not
 depend on the condition. Permuting which cells (or, with replicates, which
@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 from tqdm.auto import tqdm
 
+from .differential_abundance import DifferentialAbundance
 from .differential_expression import DifferentialExpression
 
 logger = logging.getLogger("kompot")
@@ -49,6 +50,42 @@ def sample_splits(
         return []
     take = rng.choice(len(candidates), size=min(n_permutations, len(candidates)), replace=False)
     return [(pooled[candidates[i]], np.setdiff1d(pooled, pooled[candidates[i]])) for i in sorted(take)]
+
+
+def label_partitions(
+    n1: int,
+    n: int,
+    samples1: np.ndarray | None,
+    samples2: np.ndarray | None,
+    n_permutations: int,
+    rng: np.random.Generator,
+) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+    """Permuted condition assignments of the pooled cells (condition 1 first).
+
+    Returns ``(mask, samples_of_condition1, samples_of_condition2)`` per
+    permutation, where ``mask`` selects the cells of the new condition 1.
+    With sample labels for both conditions, whole samples are reassigned;
+    otherwise single cells, keeping the condition sizes.
+    """
+    partitions = []
+    if samples1 is not None and samples2 is not None:
+        samples = np.concatenate([np.asarray(samples1), np.asarray(samples2)])
+        splits = sample_splits(np.asarray(samples1), np.asarray(samples2), n_permutations, rng)
+        if splits:
+            for first, _ in splits:
+                mask = np.isin(samples, first)
+                partitions.append((mask, samples[mask], samples[~mask]))
+            return partitions
+        warnings.warn(
+            "Too few replicate samples to swap between conditions; the null permutes "
+            "cells instead and ignores between-sample variation.",
+            RuntimeWarning, stacklevel=3,
+        )
+    for _ in range(n_permutations):
+        mask = np.zeros(n, dtype=bool)
+        mask[rng.choice(n, size=n1, replace=False)] = True
+        partitions.append((mask, None, None))
+    return partitions
 
 
 def expression_null_distances(
@@ -93,30 +130,10 @@ def expression_null_distances(
     X = np.vstack([np.asarray(X1, np.float64), np.asarray(X2, np.float64)])
     Y = _stack_rows(Y1, Y2)
     n1 = len(X1)
-    with_samples = condition1_sample_indices is not None and condition2_sample_indices is not None
 
-    partitions = []
-    if with_samples:
-        samples = np.concatenate([np.asarray(condition1_sample_indices),
-                                  np.asarray(condition2_sample_indices)])
-        splits = sample_splits(np.asarray(condition1_sample_indices),
-                               np.asarray(condition2_sample_indices), n_permutations, rng)
-        if not splits:
-            warnings.warn(
-                "Too few replicate samples to swap between conditions; the null permutes "
-                "cells instead and ignores between-sample variation.",
-                RuntimeWarning, stacklevel=2,
-            )
-            with_samples = False
-        for first, _ in splits:
-            mask = np.isin(samples, first)
-            partitions.append((mask, samples[mask], samples[~mask]))
-    if not with_samples:
-        for _ in range(n_permutations):
-            mask = np.zeros(len(X), dtype=bool)
-            mask[rng.choice(len(X), size=n1, replace=False)] = True
-            partitions.append((mask, None, None))
-
+    partitions = label_partitions(
+        n1, len(X), condition1_sample_indices, condition2_sample_indices, n_permutations, rng
+    )
     null = []
     iterator = tqdm(partitions, desc="null permutations", leave=False) if progress else partitions
     for mask, s1, s2 in iterator:
@@ -124,8 +141,7 @@ def expression_null_distances(
         de.fit(X[mask], _take_rows(Y, mask), X[~mask], _take_rows(Y, ~mask),
                condition1_sample_indices=s1, condition2_sample_indices=s2, **fit_kwargs)
         null.append(de.compute_mahalanobis_distances(de.landmarks, progress=False))
-    logger.info("Null distribution from %d permutations (%s).", len(partitions),
-                "whole samples" if with_samples else "cells")
+    logger.info("DE null distribution from %d permutations.", len(partitions))
     return np.concatenate(null)
 
 
@@ -139,3 +155,40 @@ def _stack_rows(A, B):
 
 def _take_rows(Y, mask):
     return Y[np.flatnonzero(mask)]
+
+
+def abundance_null_zscores(
+    X1: np.ndarray,
+    X2: np.ndarray,
+    X_eval: np.ndarray,
+    *,
+    n_permutations: int = 5,
+    condition1_sample_indices: np.ndarray | None = None,
+    condition2_sample_indices: np.ndarray | None = None,
+    da_kwargs: dict | None = None,
+    fit_kwargs: dict | None = None,
+    random_state: int | None = 0,
+    progress: bool = False,
+) -> np.ndarray:
+    """DA z-scores at ``X_eval`` for permuted condition labels, shape (n_permutations, n_eval).
+
+    Each permutation refits both densities on the permuted cells (whole
+    samples when sample indices are given) with the same hyper-parameters;
+    pass the real run's ``landmarks`` and ``ls`` in ``fit_kwargs``.
+    """
+    da_kwargs = dict(da_kwargs or {})
+    fit_kwargs = dict(fit_kwargs or {})
+    rng = np.random.default_rng(random_state)
+    X = np.vstack([np.asarray(X1, np.float64), np.asarray(X2, np.float64)])
+    partitions = label_partitions(
+        len(X1), len(X), condition1_sample_indices, condition2_sample_indices, n_permutations, rng
+    )
+    null = []
+    iterator = tqdm(partitions, desc="null permutations", leave=False) if progress else partitions
+    for mask, s1, s2 in iterator:
+        da = DifferentialAbundance(**da_kwargs)
+        da.fit(X[mask], X[~mask], condition1_sample_indices=s1, condition2_sample_indices=s2,
+               **fit_kwargs)
+        null.append(da.predict(X_eval, progress=False)["log_fold_change_zscore"])
+    logger.info("DA null distribution from %d permutations.", len(partitions))
+    return np.stack(null)
