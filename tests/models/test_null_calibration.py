@@ -1,0 +1,84 @@
+"""The permutation nulls are calibrated: on data without any condition effect,
+the share of runs with any discovery (the FDP under a complete null) stays at
+or below the nominal level, averaged over seeds."""
+
+import numpy as np
+import pytest
+
+import kompot
+from kompot.core.fdr import empirical_fdr, zscore_fdr
+from kompot.models.null import (
+    abundance_null_zscores,
+    expression_null_distances,
+    sample_splits,
+)
+
+SEEDS = range(10)
+LANDMARKS = 60
+
+
+def _null_data(seed, by_sample):
+    """toy() with the planted effects removed and conditions assigned at random."""
+    adata = kompot.datasets.toy(n_cells=600, n_genes=30, n_de_genes=0, da_strength=0.0,
+                                seed=seed)
+    rng = np.random.default_rng(seed + 1000)
+    samples = adata.obs["sample"].astype(str).to_numpy()
+    if by_sample:  # whole samples to conditions, 3 vs 3
+        names = np.unique(samples)
+        first = rng.choice(names, size=len(names) // 2, replace=False)
+        treated = ~np.isin(samples, first)
+    else:
+        treated = rng.permutation(adata.obs["condition"].to_numpy() == "treated")
+    return adata, treated, samples
+
+
+def _de_discoveries(seed, by_sample, q):
+    adata, t, samples = _null_data(seed, by_sample)
+    X, Y = adata.obsm["DM_EigenVectors"], np.asarray(adata.X, np.float64)
+    reps = dict(condition1_sample_indices=samples[~t], condition2_sample_indices=samples[t]) \
+        if by_sample else {}
+    de = kompot.DifferentialExpression(n_landmarks=LANDMARKS, random_state=0)
+    de.fit(X[~t], Y[~t], X[t], Y[t], ls_factor=0.5, **reps)
+    observed = de.compute_mahalanobis_distances(X, progress=False)
+    null = expression_null_distances(
+        X[~t], Y[~t], X[t], Y[t], n_permutations=6, random_state=seed,
+        de_kwargs=dict(n_landmarks=LANDMARKS, random_state=0),
+        fit_kwargs=dict(ls=de.model1.ls, landmarks=de.landmarks), **reps)
+    return {level: bool(empirical_fdr(observed, null, threshold=level)["is_de"].any())
+            for level in q}
+
+
+def _da_discoveries(seed, by_sample, q):
+    adata, t, samples = _null_data(seed, by_sample)
+    X = adata.obsm["DM_EigenVectors"]
+    reps = dict(condition1_sample_indices=samples[~t], condition2_sample_indices=samples[t]) \
+        if by_sample else {}
+    da = kompot.DifferentialAbundance(n_landmarks=LANDMARKS, random_state=0)
+    z = da.fit(X[~t], X[t], ls_factor=0.5, **reps).predict(X, progress=False)[
+        "log_fold_change_zscore"]
+    null = abundance_null_zscores(
+        X[~t], X[t], X, n_permutations=6, random_state=seed,
+        da_kwargs=dict(n_landmarks=LANDMARKS, random_state=0),
+        fit_kwargs=dict(ls=da.ls, landmarks=da.landmarks), **reps)
+    return {level: bool(zscore_fdr(z, null, threshold=level)["significant"].any())
+            for level in q}
+
+
+@pytest.mark.parametrize("by_sample", [False, True], ids=["cells", "samples"])
+@pytest.mark.parametrize("analysis", [_de_discoveries, _da_discoveries], ids=["DE", "DA"])
+def test_complete_null_is_calibrated(analysis, by_sample):
+    levels = (0.05, 0.10)
+    runs = [analysis(seed, by_sample, levels) for seed in SEEDS]
+    for level in levels:
+        fdp = np.mean([r[level] for r in runs])  # FDP is 1 if anything is called, else 0
+        assert fdp <= level, f"average FDP {fdp:.2f} above nominal {level}"
+
+
+def test_sample_splits_skip_the_observed_split_and_mirrors():
+    rng = np.random.default_rng(0)
+    splits = sample_splits(np.array(["a", "b", "c"]), np.array(["d", "e", "f"]), 100, rng)
+    assert len(splits) == 9  # C(6,3)/2 - 1
+    firsts = {frozenset(f) for f, _ in splits}
+    assert frozenset("abc") not in firsts and frozenset("def") not in firsts
+    assert all(len(f) == 3 and len(s) == 3 for f, s in splits)
+    assert sample_splits(np.array(["a"]), np.array(["b"]), 5, rng) == []
