@@ -198,3 +198,32 @@ def test_fdr_dataframe_columns_index_and_length_check():
     assert isinstance(fdr_dataframe(observed, null).index, pd.RangeIndex)
     with pytest.raises(ValueError, match="gene_names"):
         fdr_dataframe(observed, null, gene_names=names[:-1])
+
+
+def _bh_reference(p):
+    """Slow Benjamini-Hochberg: q_i = min_{j: p_j >= p_i} p_j * n / rank_j."""
+    n = len(p)
+    ranks = {i: r + 1 for r, i in enumerate(np.argsort(p, kind="stable"))}
+    return np.array([
+        min(1.0, min(p[j] * n / ranks[j] for j in range(n) if p[j] >= p[i])) for i in range(n)
+    ])
+
+
+def test_zscore_fdr_is_bh_on_rescaled_z():
+    from scipy.stats import norm
+
+    from kompot.core.fdr import zscore_fdr
+
+    rng = np.random.default_rng(3)
+    z = np.concatenate([rng.normal(0, 2, 150), rng.normal(8, 1, 30)])
+    null = rng.normal(0, 2, 2000)
+    out = zscore_fdr(z, null, threshold=0.1)
+    assert out["scale"] == pytest.approx(np.sqrt(np.mean(null**2)))
+    p = 2 * norm.sf(np.abs(z) / out["scale"])
+    np.testing.assert_allclose(out["pvalue"], p, rtol=1e-10)
+    np.testing.assert_allclose(out["fdr"], _bh_reference(p), rtol=1e-10)
+    assert out["significant"][150:].all()
+    # a null narrower than the model's own z never sharpens it
+    assert zscore_fdr(z, null / 10)["scale"] == 1.0
+    with pytest.raises(ValueError, match="null_z"):
+        zscore_fdr(z, np.array([]))
