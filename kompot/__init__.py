@@ -7,7 +7,7 @@ change with a calibrated uncertainty.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets
+from . import datasets, pl, tl
 from .models import (
     DifferentialAbundance,
     DifferentialExpression,
@@ -26,5 +26,7 @@ __all__ = [
     "ExpressionModel",
     "SampleVarianceEstimator",
     "datasets",
+    "pl",
+    "tl",
     "__version__",
 ]

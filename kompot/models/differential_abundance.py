@@ -93,8 +93,8 @@ class DifferentialAbundance:
         self.batch_size = batch_size
         self.landmarks = None
         self.ls = None
-        self.density_estimator1 = None
-        self.density_estimator2 = None
+        self._estimator_settings: dict[int, dict] = {}
+        self._estimators: dict[int, object] = {}
         self._fits: dict[int, DensityFit] = {}
         self._cov_func = None
         for name in ("log_density_condition1", "log_density_condition2", "log_fold_change",
@@ -164,9 +164,7 @@ class DifferentialAbundance:
                               jitter=jitter)
             self._fits[i + 1] = fit
             predictors[i] = density_predictor(fit, self.landmarks, self._cov_func, jitter)
-            est = density_estimator(predictors[i], self.landmarks, self._cov_func, d=d, mu=mu,
-                                    ls=self.ls, jitter=jitter)
-            setattr(self, f"density_estimator{i + 1}", est)
+            self._estimator_settings[i + 1] = {"d": d, "mu": mu, "jitter": jitter}
         self.density_predictor1, self.density_predictor2 = predictors
 
         use_samples = self.use_sample_variance
@@ -209,6 +207,24 @@ class DifferentialAbundance:
             donor = estimators[0] if estimators[0] is not None else estimators[1]
             estimators = [donor, donor]
         self.variance_predictor1, self.variance_predictor2 = estimators
+
+    def _estimator(self, which: int):
+        if which not in self._estimators and which in self._estimator_settings:
+            self._estimators[which] = density_estimator(
+                getattr(self, f"density_predictor{which}"), self.landmarks, self._cov_func,
+                ls=self.ls, **self._estimator_settings[which],
+            )
+        return self._estimators.get(which)
+
+    @property
+    def density_estimator1(self):
+        """mellon ``DensityEstimator`` of condition 1 holding the fitted predictor (built on access)."""
+        return self._estimator(1)
+
+    @property
+    def density_estimator2(self):
+        """mellon ``DensityEstimator`` of condition 2 holding the fitted predictor (built on access)."""
+        return self._estimator(2)
 
     # ------------------------------------------------------------- predict
     def _nystrom_residual(self, K: np.ndarray) -> np.ndarray:

@@ -232,12 +232,12 @@ class DifferentialExpression:
     @property
     def expression_estimator_condition1(self):
         """mellon ``FunctionEstimator`` of condition 1 (holds the fitted predictor)."""
-        return self.model1._estimator
+        return self.model1.estimator
 
     @property
     def expression_estimator_condition2(self):
         """mellon ``FunctionEstimator`` of condition 2 (holds the fitted predictor)."""
-        return self.model2._estimator
+        return self.model2.estimator
 
     # ------------------------------------------------------------- predict
     def predict(

@@ -137,6 +137,7 @@ class ExpressionModel:
         )
         cov_func = cov_func if cov_func is not None else matern52(ls)
         self._sigma, self._ls, self._landmarks, self._cov_func = float(sigma), ls, landmarks, cov_func
+        self._jitter, self._estimator = jitter, None
 
         if self._external_predictor is None:
             want_obs = self.use_empirical_variance and self._obs_variance_predictor is None
@@ -145,9 +146,6 @@ class ExpressionModel:
                 jitter=jitter, obs_variance=want_obs, batch_size=max(self.batch_size, 2000),
             )
             self._predictor = function_predictor(self._fit, jitter)
-            self._estimator = function_estimator(
-                self._predictor, landmarks, cov_func, sigma=sigma, ls=ls, jitter=jitter
-            )
 
         if sample_indices is not None and self._variance_predictor is None:
             estimator = SampleVarianceEstimator(eps=self.eps, estimator_type="function")
@@ -211,6 +209,19 @@ class ExpressionModel:
     def has_sample_variance(self) -> bool:
         """Whether a between-replicate variance is available."""
         return self._variance_predictor is not None
+
+    @property
+    def estimator(self):
+        """A mellon ``FunctionEstimator`` configured like this fit, holding its predictor.
+
+        Built on first access (mellon logs when an estimator is created).
+        """
+        if self._estimator is None and self._fit is not None:
+            self._estimator = function_estimator(
+                self._predictor, self._landmarks, self._cov_func, sigma=self._sigma,
+                ls=self._ls, jitter=self._jitter,
+            )
+        return self._estimator
 
     @property
     def variance_estimator(self):

@@ -14,3 +14,6 @@ LS_FACTOR = 0.5
 N_LANDMARKS = 1000
 
 OBSM_KEY = "DM_EigenVectors"
+
+# Label permutations for the DE and DA nulls; each one refits both conditions.
+N_PERMUTATIONS = 5

@@ -1,0 +1,193 @@
+"""``kompot.tl.compute_differential_abundance``."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .._keys import DIRECTION_CATEGORIES, DIRECTION_COLORS, DAKeys
+from ..models import DifferentialAbundance
+from . import _inputs as inp
+from ._defaults import LS_FACTOR, N_LANDMARKS, OBSM_KEY
+from ._record import make_record, write_run
+
+
+def compute_differential_abundance(
+    adata: ad.AnnData,
+    groupby: str,
+    condition1: str,
+    condition2: str,
+    *,
+    obsm_key: str = OBSM_KEY,
+    sample_col: str | None = None,
+    key_added: str = "kompot_da",
+    copy: bool = False,
+    n_landmarks: int | None = N_LANDMARKS,
+    landmarks: np.ndarray | None = None,
+    ls: float | None = None,
+    ls_factor: float = LS_FACTOR,
+    log_fold_change_threshold: float = 1.0,
+    ptp_threshold: float = 0.05,
+    sync_parameters: bool = False,
+    allow_single_condition_variance: bool = False,
+    random_state: int | None = 0,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> ad.AnnData | None:
+    """Where in cell-state space does one condition have more cells than the other?
+
+    A Gaussian-process density of cell states is fitted to each condition's
+    cells (:class:`~kompot.DifferentialAbundance`), on landmarks and a length
+    scale shared by both conditions, and evaluated at **every** cell of
+    ``adata`` (cells of other conditions included). The log fold change is
+    ``log density(condition2) - log density(condition1)`` in natural-log units,
+    each density normalised by its condition's number of cells.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix; only ``obs`` and ``obsm`` are read.
+    groupby
+        Column of ``adata.obs`` holding the condition of each cell
+        (categorical or strings).
+    condition1
+        Reference condition, a category of ``groupby``.
+    condition2
+        Condition compared with the reference; positive fold changes mean more
+        cells in ``condition2``.
+    obsm_key
+        Cell-state representation in ``adata.obsm``, e.g. diffusion
+        components (``"DM_EigenVectors"`` from palantir, ``"X_diffmap"`` from
+        :func:`scanpy.tl.diffmap`) or ``"X_pca"``.
+    sample_col
+        Column of ``adata.obs`` with replicate samples, nested in the
+        conditions. When given, the variance between replicates is added to
+        the uncertainty of the fold change.
+    key_added
+        Prefix of every output field and key of the record in ``adata.uns``.
+        Re-running with the same key replaces that run's fields.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+    n_landmarks
+        Number of landmarks (inducing points) shared by both conditions.
+    landmarks
+        Landmark coordinates (``n_landmarks x d``) to use instead of
+        computing them.
+    ls
+        Kernel length scale; ``None`` derives it from nearest-neighbour
+        distances of both conditions' cells, times ``ls_factor``.
+    ls_factor
+        Multiplier of the data-driven length scale; smaller values resolve
+        smaller regions.
+    log_fold_change_threshold
+        Minimum absolute log fold change for an ``"up"``/``"down"`` call.
+    ptp_threshold
+        Maximum posterior tail probability for an ``"up"``/``"down"`` call.
+    sync_parameters
+        Compute the density's dimensionality and prior mean once on both
+        conditions together rather than per condition.
+    allow_single_condition_variance
+        With ``sample_col``, allow one condition without replicates; the
+        other condition's replicate variance then stands in for both.
+    random_state
+        Seed of the landmark selection.
+    batch_size
+        Cells per block when evaluating; ``None`` picks a memory-safe block.
+    progress
+        Show progress bars.
+
+    Returns
+    -------
+    ``None``, or the modified copy with ``copy=True``. With
+    ``prefix = f"{key_added}_{condition1}_to_{condition2}"`` the following
+    fields are written (condition names with spaces or slashes get ``_``):
+
+    ``adata.obs[f"{prefix}_lfc"]`` : float64
+        Log fold change of density (natural log).
+    ``adata.obs[f"{prefix}_lfc_std"]`` : float64
+        Posterior standard deviation of the log fold change.
+    ``adata.obs[f"{prefix}_lfc_zscore"]`` : float64
+        Log fold change divided by its standard deviation.
+    ``adata.obs[f"{prefix}_neg_log10_lfc_ptp"]`` : float64
+        ``-log10`` of the one-sided posterior tail probability.
+    ``adata.obs[f"{prefix}_lfc_direction"]`` : categorical
+        ``"down"``, ``"neutral"`` or ``"up"``; colours in
+        ``adata.uns[f"{prefix}_lfc_direction_colors"]``.
+    ``adata.obs[f"{key_added}_{condition}_log_density"]`` : float64
+        Normalised log density, one column per condition.
+    ``adata.uns[key_added]`` : dict
+        ``params``, ``version``, ``condition1``, ``condition2``, ``groupby``,
+        ``obsm_key``, ``landmarks``, ``ls`` and ``fields`` (names written,
+        by slot).
+
+    Examples
+    --------
+    >>> adata = kompot.datasets.toy()
+    >>> kompot.tl.compute_differential_abundance(adata, "condition", "control", "treated")
+    >>> calls = adata.obs["kompot_da_control_to_treated_lfc_direction"]
+    """
+    params = dict(locals())
+    # ---- validate everything before any computation or write
+    key_added = inp.check_key_added(key_added)
+    X = inp.representation(adata, obsm_key)
+    mask1, mask2 = inp.condition_masks(adata, groupby, condition1, condition2)
+    samples = [None, None]
+    if sample_col is not None:
+        samples = inp.sample_labels(
+            adata, sample_col, (mask1, mask2), (condition1, condition2),
+            allow_single_condition_variance=allow_single_condition_variance,
+        )
+    landmarks = inp.check_landmarks(landmarks, X.shape[1], obsm_key)
+    n_landmarks = inp.check_positive(n_landmarks, "n_landmarks", integer=True, allow_none=True)
+    ls = inp.check_positive(ls, "ls", allow_none=True)
+    ls_factor = inp.check_positive(ls_factor, "ls_factor")
+    inp.check_nonnegative(log_fold_change_threshold, "log_fold_change_threshold")
+    inp.check_probability(ptp_threshold, "ptp_threshold")
+    batch_size = inp.check_positive(batch_size, "batch_size", integer=True, allow_none=True)
+    random_state = inp.check_random_state(random_state)
+
+    # ---- compute
+    model = DifferentialAbundance(
+        log_fold_change_threshold=log_fold_change_threshold,
+        ptp_threshold=ptp_threshold,
+        n_landmarks=n_landmarks,
+        random_state=random_state,
+        batch_size=batch_size,
+    )
+    density_kwargs = {} if ls is None else {"ls": ls}
+    model.fit(
+        X[mask1], X[mask2], landmarks=landmarks, ls_factor=ls_factor,
+        condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
+        sync_parameters=sync_parameters,
+        allow_single_condition_variance=allow_single_condition_variance,
+        **density_kwargs,
+    )
+    out = model.predict(X, progress=progress)
+
+    # ---- write
+    keys = DAKeys(key_added, str(condition1), str(condition2))
+    index = adata.obs_names
+    obs = {
+        keys.lfc: out["log_fold_change"],
+        keys.lfc_std: np.sqrt(out["log_fold_change_uncertainty"]),
+        keys.zscore: out["log_fold_change_zscore"],
+        keys.neg_log10_ptp: out["neg_log10_fold_change_ptp"],
+        keys.direction: pd.Categorical(
+            out["log_fold_change_direction"], categories=list(DIRECTION_CATEGORIES)
+        ),
+        keys.log_density(condition1): out["log_density_condition1"],
+        keys.log_density(condition2): out["log_density_condition2"],
+    }
+    obs = {k: pd.Series(v, index=index) for k, v in obs.items()}
+    record = make_record(
+        params, landmarks=model.landmarks, ls=model.ls, obsm_key=obsm_key, groupby=groupby,
+        condition1=str(condition1), condition2=str(condition2),
+    )
+    if copy:
+        adata = adata.copy()
+    write_run(
+        adata, key_added, record, obs=obs,
+        uns={keys.direction_colors: list(DIRECTION_COLORS)},
+    )
+    return adata if copy else None

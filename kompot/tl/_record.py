@@ -1,0 +1,126 @@
+"""Writing a run's results into an AnnData, with its provenance record in ``uns``.
+
+The record holds only types that survive ``write_h5ad``/``read_h5ad``
+(strings, numbers, booleans, lists and numpy arrays; ``None`` is stored as
+the string ``"None"``). It never holds user or host names.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from collections.abc import Mapping
+
+import numpy as np
+
+logger = logging.getLogger("kompot")
+
+FIELD_SLOTS = ("obs", "var", "layers", "uns")
+
+
+def h5ad_value(value: object) -> object:
+    """``value`` as something h5ad stores and reads back unchanged in meaning."""
+    if value is None:
+        return "None"
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, np.ndarray) and value.ndim > 1:
+        # Arrays such as landmarks are kept as arrays elsewhere in the record.
+        return f"array of shape {value.shape}"
+    if isinstance(value, list | tuple | np.ndarray):
+        return [h5ad_value(v) for v in value]
+    return str(value)
+
+
+def make_record(
+    params: Mapping[str, object],
+    *,
+    landmarks: np.ndarray | None,
+    ls: float | None,
+    obsm_key: str,
+    groupby: str | None,
+    **extra: object,
+) -> dict:
+    """The ``uns[key_added]`` entry of a run: parameters, version and inputs.
+
+    :func:`write_run` adds ``fields``, the names of everything written.
+    """
+    import kompot  # at call time: kompot/__init__ may import this package
+
+    record = {
+        "params": {k: h5ad_value(v) for k, v in params.items() if k not in ("adata",)},
+        "version": str(kompot.__version__),
+        "groupby": h5ad_value(groupby),
+        "obsm_key": obsm_key,
+        "landmarks": np.asarray(landmarks, dtype=np.float64) if landmarks is not None else "None",
+        "ls": float(ls) if ls is not None else "None",
+    }
+    record.update({k: h5ad_value(v) for k, v in extra.items()})
+    return record
+
+
+def _previous_fields(adata, key_added: str) -> dict[str, list[str]]:
+    """Fields of an earlier kompot run stored under ``key_added`` (only names it owns)."""
+    old = adata.uns.get(key_added)
+    if not isinstance(old, Mapping) or not isinstance(old.get("fields"), Mapping):
+        return {}
+    # Only names derived from key_added, so a foreign dict can never delete user data.
+    prefix = f"{key_added}_"
+    return {
+        slot: [str(n) for n in old["fields"].get(slot, []) if str(n).startswith(prefix)]
+        for slot in FIELD_SLOTS
+    }
+
+
+def write_run(
+    adata,
+    key_added: str,
+    record: dict,
+    *,
+    obs: Mapping[str, object] | None = None,
+    var: Mapping[str, object] | None = None,
+    layers: Mapping[str, np.ndarray] | None = None,
+    uns: Mapping[str, object] | None = None,
+) -> None:
+    """Replace the run stored under ``key_added`` by this one and log what was written.
+
+    Fields of an earlier run under the same key are removed first (a re-run
+    with other conditions would otherwise leave orphaned columns that no
+    record points to); fields of other keys are never touched.
+    """
+    for slot, names in _previous_fields(adata, key_added).items():
+        container = {"obs": adata.obs, "var": adata.var}.get(slot)
+        for name in names:
+            if container is not None:
+                if name in container.columns:
+                    del container[name]
+            elif slot == "layers":
+                if name in adata.layers:
+                    del adata.layers[name]
+            elif name in adata.uns:
+                del adata.uns[name]
+    for name, values in (obs or {}).items():
+        adata.obs[name] = values
+    for name, values in (var or {}).items():
+        adata.var[name] = values
+    for name, values in (layers or {}).items():
+        adata.layers[name] = values
+    for name, values in (uns or {}).items():
+        adata.uns[name] = values
+    record["fields"] = {
+        slot: list(names or {})
+        for slot, names in zip(FIELD_SLOTS, (obs, var, layers, uns), strict=True)
+    }
+    adata.uns[key_added] = record
+    written = [
+        f"{slot}: {', '.join(record['fields'][slot])}"
+        for slot in FIELD_SLOTS
+        if len(record["fields"][slot])
+    ]
+    logger.info("kompot wrote %s; record in uns[%r].", "; ".join(written), key_added)

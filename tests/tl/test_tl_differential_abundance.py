@@ -1,0 +1,171 @@
+"""kompot.tl.compute_differential_abundance on the toy data."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+from tl_testing import C1, C2, FAST, assert_adata_equal
+
+import kompot.tl
+from kompot._keys import DIRECTION_CATEGORIES, DIRECTION_COLORS, DAKeys
+
+KEYS = DAKeys("kompot_da", C1, C2)
+
+
+@pytest.fixture(scope="module")
+def da(small):
+    """The toy data with one DA run at the default key; a third condition gets cells too."""
+    adata = small.copy()
+    # Relabel some cells as a third condition: they must still get values.
+    condition = adata.obs["condition"].astype(str).to_numpy().copy()
+    condition[:60] = "other"
+    adata.obs["condition"] = pd.Categorical(condition)
+    kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, **FAST)
+    return adata
+
+
+def test_fields_dtypes_and_shapes(da):
+    for name in (KEYS.lfc, KEYS.lfc_std, KEYS.zscore, KEYS.neg_log10_ptp,
+                 KEYS.log_density(C1), KEYS.log_density(C2)):
+        col = da.obs[name]
+        assert col.dtype == np.float64, name
+        assert np.isfinite(col).all(), f"{name} must be defined at every cell"
+    direction = da.obs[KEYS.direction]
+    assert isinstance(direction.dtype, pd.CategoricalDtype)
+    assert list(direction.cat.categories) == list(DIRECTION_CATEGORIES)
+    assert list(da.uns[KEYS.direction_colors]) == list(DIRECTION_COLORS)
+    assert (da.obs[KEYS.lfc_std] > 0).all()
+    assert (da.obs[KEYS.neg_log10_ptp] >= 0).all()
+
+
+def test_columns_are_consistent(da):
+    obs = da.obs
+    np.testing.assert_allclose(obs[KEYS.lfc], obs[KEYS.log_density(C2)] - obs[KEYS.log_density(C1)])
+    np.testing.assert_allclose(obs[KEYS.zscore], obs[KEYS.lfc] / obs[KEYS.lfc_std], rtol=1e-6)
+    up = obs[KEYS.direction] == "up"
+    assert (obs.loc[up, KEYS.lfc] > 1.0).all()
+    assert (obs.loc[up, KEYS.neg_log10_ptp] > -np.log10(0.05)).all()
+
+
+def test_record(da):
+    record = da.uns["kompot_da"]
+    assert record["condition1"] == C1 and record["condition2"] == C2
+    assert record["groupby"] == "condition" and record["obsm_key"] == "DM_EigenVectors"
+    assert record["version"] == kompot.__version__
+    assert record["landmarks"].shape == (100, da.obsm["DM_EigenVectors"].shape[1])
+    assert isinstance(record["ls"], float) and record["ls"] > 0
+    assert record["params"]["sample_col"] == "None"
+    assert record["params"]["n_landmarks"] == 100
+    assert sorted(record["fields"]["obs"]) == sorted(KEYS.obs_columns())
+    assert list(record["fields"]["uns"]) == [KEYS.direction_colors]
+    assert list(record["fields"]["var"]) == [] and list(record["fields"]["layers"]) == []
+    assert kompot._keys.keys_from_uns(da, "kompot_da", DAKeys) == KEYS
+
+
+def test_planted_region_is_found(small):
+    """AUROC of |z| for the planted DA region at the tl defaults (ls_factor from _defaults).
+
+    Measured on toy(1000, seed=0) with 100 landmarks: 0.81 at the default
+    ls_factor=0.5 (0.82 with 1000 landmarks); 0.41 at 1.0 and 0.17 at 10.
+    """
+    adata = kompot.datasets.toy(n_cells=1000, n_genes=20, seed=0)
+    kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, **FAST)
+    auroc = roc_auc_score(adata.obs["da_region"], np.abs(adata.obs[KEYS.zscore]))
+    assert auroc >= 0.78
+    # The enriched tip is called up more often than anywhere else.
+    enriched = adata.obs["true_log_density_ratio"] > 1
+    up = adata.obs[KEYS.direction] == "up"
+    assert up[enriched].mean() > up[~enriched].mean()
+
+
+def test_swapping_conditions(da):
+    swapped = da.copy()
+    kompot.tl.compute_differential_abundance(swapped, "condition", C2, C1, key_added="swap", **FAST)
+    back = DAKeys("swap", C2, C1)
+    obs = swapped.obs
+    np.testing.assert_allclose(obs[back.lfc], -obs[KEYS.lfc], atol=1e-8)
+    np.testing.assert_allclose(obs[back.zscore], -obs[KEYS.zscore], atol=1e-8)
+    np.testing.assert_allclose(obs[back.lfc_std], obs[KEYS.lfc_std], rtol=1e-8)
+    np.testing.assert_allclose(obs[back.neg_log10_ptp], obs[KEYS.neg_log10_ptp], rtol=1e-8)
+    np.testing.assert_allclose(obs[back.log_density(C1)], obs[KEYS.log_density(C1)], atol=1e-8)
+    flip = {"up": "down", "down": "up", "neutral": "neutral"}
+    assert (obs[back.direction].astype(str) == obs[KEYS.direction].astype(str).map(flip)).all()
+
+
+def test_sample_variance_widens_uncertainty(da):
+    adata = da.copy()
+    kompot.tl.compute_differential_abundance(
+        adata, "condition", C1, C2, sample_col="sample", key_added="reps", **FAST
+    )
+    reps = DAKeys("reps", C1, C2)
+    np.testing.assert_allclose(adata.obs[reps.lfc], adata.obs[KEYS.lfc], atol=1e-10)
+    assert (adata.obs[reps.lfc_std] >= adata.obs[KEYS.lfc_std] - 1e-12).all()
+    assert (adata.obs[reps.lfc_std] > adata.obs[KEYS.lfc_std]).mean() > 0.9
+    assert adata.uns["reps"]["params"]["sample_col"] == "sample"
+
+
+def test_same_key_replaces_only_its_run(da):
+    adata = da.copy()
+    untouched = adata.obs.drop(columns=KEYS.obs_columns())
+    kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, key_added="second", **FAST)
+    second = adata.obs[DAKeys("second", C1, C2).obs_columns()].copy()
+    # Same key, other direction: the earlier run's columns give way to the new ones.
+    kompot.tl.compute_differential_abundance(adata, "condition", C2, C1, **FAST)
+    new = DAKeys("kompot_da", C2, C1)
+    for name in (KEYS.lfc, KEYS.zscore, KEYS.direction, KEYS.lfc_std, KEYS.neg_log10_ptp):
+        assert name not in adata.obs
+    assert KEYS.direction_colors not in adata.uns
+    assert set(new.obs_columns()) <= set(adata.obs.columns)
+    assert new.direction_colors in adata.uns
+    assert adata.uns["kompot_da"]["condition1"] == C2
+    pd.testing.assert_frame_equal(adata.obs[DAKeys("second", C1, C2).obs_columns()], second)
+    pd.testing.assert_frame_equal(adata.obs[untouched.columns], untouched)
+    assert "second" in adata.uns
+
+
+def test_rerun_is_reproducible(da):
+    adata = da.copy()
+    kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, **FAST)
+    assert list(adata.obs.columns) == list(da.obs.columns)
+    pd.testing.assert_frame_equal(adata.obs, da.obs)
+
+
+def test_copy(small):
+    before = small.copy()
+    adata = small.copy()
+    out = kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, copy=True, **FAST)
+    assert out is not None and out is not adata
+    assert_adata_equal(adata, before)
+    assert KEYS.lfc in out.obs
+    assert kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, **FAST) is None
+    assert KEYS.lfc in adata.obs
+
+
+def test_one_log_line_lists_the_fields(small, caplog):
+    adata = small.copy()
+    with caplog.at_level(logging.INFO, logger="kompot"):
+        kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, **FAST)
+    lines = [r for r in caplog.records if r.name == "kompot" and "wrote" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO
+    for name in KEYS.obs_columns():
+        assert name in lines[0].getMessage()
+
+
+def test_condition_names_with_spaces(small):
+    adata = small.copy()
+    adata.obs["group"] = adata.obs["condition"].map({C1: "wild type", C2: "knock/out"}).astype("category")
+    kompot.tl.compute_differential_abundance(adata, "group", "wild type", "knock/out", **FAST)
+    keys = DAKeys("kompot_da", "wild type", "knock/out")
+    assert keys.lfc == "kompot_da_wild_type_to_knock_out_lfc"
+    assert set(keys.obs_columns()) <= set(adata.obs.columns)
+    assert adata.uns["kompot_da"]["condition1"] == "wild type"
+
+
+def test_view_becomes_actual_and_gets_the_fields(small):
+    view = small[small.obs["cell_type"] != "progenitor"]
+    with pytest.warns(UserWarning, match="view"):  # anndata's ImplicitModificationWarning
+        kompot.tl.compute_differential_abundance(view, "condition", C1, C2, **FAST)
+    assert not view.is_view and KEYS.lfc in view.obs
+    assert KEYS.lfc not in small.obs
