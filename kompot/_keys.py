@@ -59,6 +59,10 @@ class DAKeys:
     def lfc_std(self) -> str:
         return f"{self.prefix}_lfc_std"
 
+    @property
+    def lfc_fdr(self) -> str:
+        return f"{self.prefix}_lfc_fdr"
+
     def log_density(self, condition: str) -> str:
         return f"{self.key_added}_{sanitize(condition)}_log_density"
 

@@ -258,8 +258,10 @@ class DifferentialExpression:
         """
         X_new = np.asarray(X_new, np.float64)
         n = X_new.shape[0]
-        out = {k: [] for k in ("condition1_smoothed", "condition2_smoothed",
-                                "condition1_std", "condition2_std")}
+        n_genes = self._n_genes()
+        # Preallocated outputs filled block by block: no list of blocks to concatenate.
+        result = {k: np.empty((n, n_genes)) for k in (
+            "condition1_smoothed", "condition2_smoothed", "condition1_std", "condition2_std")}
         fused = self.model1._shares_basis_with(self.model2)
         for s in block_slices(n, max(self.batch_size, 1), progress=progress, desc="predict DE"):
             if fused:
@@ -268,15 +270,15 @@ class DifferentialExpression:
                 K = fit.kernel(X_new[s])
                 As = lower_solve(fit.Lp, K.T)
             for i, model in ((1, self.model1), (2, self.model2)):
+                mean_out = result[f"condition{i}_smoothed"][s]
+                std_out = result[f"condition{i}_std"][s]
                 if fused:
-                    mean, std = model._mean_and_std(X_new[s], K, As)
+                    model._mean_and_std(X_new[s], K, As, mean_out, std_out)
                 else:
-                    mean = model.predict(X_new[s], progress=False)
-                    std = model.std(X_new[s], progress=False)
-                out[f"condition{i}_smoothed"].append(mean)
-                out[f"condition{i}_std"].append(std)
-        result = {k: np.concatenate(v, axis=0) for k, v in out.items()}
-        result["fold_change"] = result["condition2_smoothed"] - result["condition1_smoothed"]
+                    mean_out[:] = model.predict(X_new[s], progress=False)
+                    std_out[:] = model.std(X_new[s], progress=False)
+        result["fold_change"] = np.subtract(result["condition2_smoothed"],
+                                            result["condition1_smoothed"])
         result["mean_log_fold_change"] = result["fold_change"].mean(axis=0)
         if compute_mahalanobis:
             result["mahalanobis_distances"] = self.compute_mahalanobis_distances(
@@ -284,6 +286,13 @@ class DifferentialExpression:
                 landmarks_override=landmarks_override, progress=progress,
             )
         return result
+
+    def _n_genes(self) -> int:
+        fit = self.model1._fit
+        if fit is not None:
+            return fit.weights.shape[1]
+        probe = self.model1.predict(self.model1.landmarks[:1], progress=False)
+        return probe.shape[1]
 
     def _points(self, X, use_landmarks, landmarks_override):
         if landmarks_override is not None:

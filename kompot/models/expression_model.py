@@ -352,23 +352,27 @@ class ExpressionModel:
             and np.array_equal(a.Lp, b.Lp)
         )
 
-    def _mean_and_std(self, X, K, As):
-        """Mean and std at a block of points from a precomputed kernel ``K`` and ``Lp^{-1} K^T``.
+    def _mean_and_std(self, X, K, As, mean_out, std_out) -> None:
+        """Mean and std at a block of points, written into ``mean_out`` and ``std_out``.
 
-        Only valid for kompot's own fits; used by DifferentialExpression to
-        evaluate both conditions from one kernel evaluation per block.
+        Takes a precomputed kernel ``K`` and ``As = Lp^{-1} K^T``, so that
+        DifferentialExpression evaluates both conditions from one kernel per
+        block; only valid for kompot's own fits. Works in place because at
+        atlas scale these blocks dominate memory traffic.
         """
         fit = self._fit
-        mean = fit.mean(X, K)
-        var = fit.covariance_diag(X, K, As)[:, None]
-        obs = 0.0
-        if self.has_empirical_variance:
-            if self._obs_variance_predictor is not None:
-                obs = _as_array(self._obs_variance_predictor(X))
-            elif isinstance(self._variance_predictor, SampleVarianceEstimator):
-                obs = self._variance_predictor.obs_variance(X)
-            else:
-                obs = fit.obs_variance(X, K)
-            obs = np.maximum(obs, self.eps)
-        sample = self.sample_variance(X, progress=False)
-        return mean, np.sqrt(var + obs + sample + self.eps)
+        np.matmul(K, fit.weights, out=mean_out)
+        mean_out += fit.mu
+        if self.has_empirical_variance and self._obs_variance_predictor is None and not (
+            isinstance(self._variance_predictor, SampleVarianceEstimator)
+        ):
+            np.matmul(K, fit.variance_weights, out=std_out)
+            np.maximum(std_out, self.eps, out=std_out)
+        elif self.has_empirical_variance:
+            std_out[:] = self.obs_variance(X, progress=False)
+        else:
+            std_out[:] = 0.0
+        std_out += fit.covariance_diag(X, K, As)[:, None] + self.eps
+        if self.has_sample_variance:
+            std_out += self.sample_variance(X, progress=False)
+        np.sqrt(std_out, out=std_out)

@@ -7,9 +7,12 @@ import numpy as np
 import pandas as pd
 
 from .._keys import DIRECTION_CATEGORIES, DIRECTION_COLORS, DAKeys
+from ..core.fdr import zscore_fdr
+from ..core.stats import direction as call_direction
 from ..models import DifferentialAbundance
+from ..models.null import abundance_null_zscores
 from . import _inputs as inp
-from ._defaults import LS_FACTOR, N_LANDMARKS, OBSM_KEY
+from ._defaults import LS_FACTOR, N_LANDMARKS, N_PERMUTATIONS, OBSM_KEY
 from ._record import make_record, write_run
 
 
@@ -31,6 +34,10 @@ def compute_differential_abundance(
     ptp_threshold: float = 0.05,
     sync_parameters: bool = False,
     allow_single_condition_variance: bool = False,
+    fdr: bool = False,
+    fdr_threshold: float = 0.05,
+    n_permutations: int = N_PERMUTATIONS,
+    direction_by: str = "ptp",
     random_state: int | None = 0,
     batch_size: int | None = None,
     progress: bool = True,
@@ -90,6 +97,21 @@ def compute_differential_abundance(
     allow_single_condition_variance
         With ``sample_col``, allow one condition without replicates; the
         other condition's replicate variance then stands in for both.
+    fdr
+        Also compute a false-discovery rate per cell: the z-scores' scale is
+        calibrated on ``n_permutations`` refits with permuted condition
+        labels (whole samples with ``sample_col``), then Benjamini–Hochberg
+        is applied over cells (see ``docs/method.md``). Costs one refit of
+        both densities per permutation.
+    fdr_threshold
+        FDR level of a call when ``direction_by="fdr"``.
+    n_permutations
+        Permutations for ``fdr``.
+    direction_by
+        ``"ptp"``: a cell is up/down when ``|lfc|`` passes
+        ``log_fold_change_threshold`` and its PTP passes ``ptp_threshold``
+        (per cell, no multiple-testing control). ``"fdr"``: the FDR must pass
+        ``fdr_threshold`` instead (implies ``fdr=True``).
     random_state
         Seed of the landmark selection.
     batch_size
@@ -116,6 +138,8 @@ def compute_differential_abundance(
         ``adata.uns[f"{prefix}_lfc_direction_colors"]``.
     ``adata.obs[f"{key_added}_{condition}_log_density"]`` : float64
         Normalised log density, one column per condition.
+    ``adata.obs[f"{prefix}_lfc_fdr"]`` : float64
+        Only with ``fdr``: Benjamini–Hochberg FDR of each cell.
     ``adata.uns[key_added]`` : dict
         ``params``, ``version``, ``condition1``, ``condition2``, ``groupby``,
         ``obsm_key``, ``landmarks``, ``ls`` and ``fields`` (names written,
@@ -146,6 +170,12 @@ def compute_differential_abundance(
     inp.check_probability(ptp_threshold, "ptp_threshold")
     batch_size = inp.check_positive(batch_size, "batch_size", integer=True, allow_none=True)
     random_state = inp.check_random_state(random_state)
+    if direction_by not in ("ptp", "fdr"):
+        raise ValueError(f"direction_by must be 'ptp' or 'fdr', got {direction_by!r}.")
+    fdr = bool(fdr) or direction_by == "fdr"
+    if fdr:
+        inp.check_probability(fdr_threshold, "fdr_threshold")
+        n_permutations = inp.check_positive(n_permutations, "n_permutations", integer=True)
 
     # ---- compute
     model = DifferentialAbundance(
@@ -164,6 +194,24 @@ def compute_differential_abundance(
         **density_kwargs,
     )
     out = model.predict(X, progress=progress)
+    cell_fdr = None
+    if fdr:
+        null = abundance_null_zscores(
+            X[mask1], X[mask2], X, n_permutations=n_permutations,
+            condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
+            da_kwargs=dict(n_landmarks=n_landmarks, random_state=random_state,
+                           batch_size=batch_size),
+            fit_kwargs=dict(landmarks=model.landmarks, ls=model.ls, sync_parameters=sync_parameters,
+                            allow_single_condition_variance=allow_single_condition_variance),
+            random_state=random_state, progress=progress,
+        )
+        cell_fdr = zscore_fdr(out["log_fold_change_zscore"], null, threshold=fdr_threshold)["fdr"]
+    if direction_by == "fdr":
+        # The same rule as the PTP call, with the FDR in place of the PTP.
+        out["log_fold_change_direction"] = call_direction(
+            out["log_fold_change"], -np.log10(np.maximum(cell_fdr, 1e-300)),
+            log_fold_change_threshold, fdr_threshold,
+        )
 
     # ---- write
     keys = DAKeys(key_added, str(condition1), str(condition2))
@@ -179,6 +227,8 @@ def compute_differential_abundance(
         keys.log_density(condition1): out["log_density_condition1"],
         keys.log_density(condition2): out["log_density_condition2"],
     }
+    if cell_fdr is not None:
+        obs[keys.lfc_fdr] = cell_fdr
     obs = {k: pd.Series(v, index=index) for k, v in obs.items()}
     record = make_record(
         params, landmarks=model.landmarks, ls=model.ls, obsm_key=obsm_key, groupby=groupby,

@@ -169,3 +169,41 @@ def test_view_becomes_actual_and_gets_the_fields(small):
         kompot.tl.compute_differential_abundance(view, "condition", C1, C2, **FAST)
     assert not view.is_view and KEYS.lfc in view.obs
     assert KEYS.lfc not in small.obs
+
+
+def test_fdr_column_and_fdr_directions(adata):
+    kompot.tl.compute_differential_abundance(
+        adata, "condition", C1, C2, sample_col="sample", direction_by="fdr",
+        n_permutations=4, **FAST,
+    )
+    fdr = adata.obs[KEYS.lfc_fdr].to_numpy()
+    assert fdr.dtype == np.float64 and np.all((fdr >= 0) & (fdr <= 1))
+    assert KEYS.lfc_fdr in adata.uns["kompot_da"]["fields"]["obs"]
+    direction = adata.obs[KEYS.direction].to_numpy()
+    lfc = adata.obs[KEYS.lfc].to_numpy()
+    called = direction != "neutral"
+    assert called.any()
+    assert np.all(fdr[called] < 0.05)
+    assert np.all(np.abs(lfc[called]) > 1.0)
+    assert np.all((direction == "up") == (called & (lfc > 0)))
+    # FDR is monotone in |z|: a more extreme z never has a larger FDR
+    z = np.abs(adata.obs[KEYS.zscore].to_numpy())
+    order = np.argsort(z)
+    assert np.all(np.diff(fdr[order]) <= 1e-12)
+
+
+def test_fdr_directions_make_no_calls_without_a_condition_effect(small):
+    adata = kompot.datasets.toy(n_cells=800, n_genes=40, da_strength=0.0, n_de_genes=0, seed=3)
+    rng = np.random.default_rng(0)
+    adata.obs["random"] = pd.Categorical(rng.permutation(adata.obs["condition"].to_numpy()))
+    kompot.tl.compute_differential_abundance(adata, "random", C1, C2, direction_by="fdr",
+                                             n_permutations=4, **FAST)
+    assert set(adata.obs[KEYS.direction]) == {"neutral"}
+
+
+def test_direction_by_must_be_known(adata):
+    before = adata.copy()
+    with pytest.raises(ValueError, match="direction_by"):
+        kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, direction_by="p",
+                                                 **FAST)
+    assert_adata_equal(adata, before)
