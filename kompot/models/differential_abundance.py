@@ -18,6 +18,9 @@ from .sample_variance import SampleVarianceEstimator
 logger = logging.getLogger("kompot")
 
 _DENSITY_KWARGS = {"ls", "d", "mu", "jitter", "cov_func", "n_landmarks"}
+# Median share of the prior variance the landmarks leave unexplained at the
+# cells above which predict() warns that n_landmarks is too small.
+_COVERAGE_WARNING = 0.1
 # Cells per block when predicting if the user gives no batch_size.
 _DEFAULT_PREDICT_BLOCK = 20_000
 
@@ -235,6 +238,18 @@ class DifferentialAbundance:
         Lp = next(iter(self._fits.values())).Lp
         return np.maximum(1.0 - np.sum(np.square(lower_solve(Lp, K.T)), axis=0), 0.0)
 
+    def _warn_on_poor_coverage(self, X: np.ndarray) -> None:
+        """Warn when the landmarks leave much of the prior unexplained at the cells."""
+        sample = X[:: max(1, len(X) // 2000)]
+        residual = self._nystrom_residual(kernel_matrix(self._cov_func, sample, self.landmarks))
+        median = float(np.median(residual))
+        if median > _COVERAGE_WARNING:
+            logger.warning(
+                "The %d landmarks cover the cell states poorly at length scale %.3g (median "
+                "unexplained prior variance %.2f); increase n_landmarks or ls_factor.",
+                len(self.landmarks), self.ls, median,
+            )
+
     def _density_moments(self, which: int, X: np.ndarray, K, residual):
         """Normalised log density and its posterior variance at ``X``.
 
@@ -290,6 +305,8 @@ class DifferentialAbundance:
             for vp in (self.variance_predictor1, self.variance_predictor2):
                 if self.use_sample_variance and vp is not None:
                     u[s] += np.asarray(vp.predict(X_new[s], diag=True, progress=False)).reshape(-1)
+        if self._fits:
+            self._warn_on_poor_coverage(X_new)
         lfc = ld2 - ld1
         z = zscore(lfc, u, self.eps)
         nl10 = neg_log10_ptp(z)

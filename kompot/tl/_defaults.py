@@ -10,8 +10,12 @@ users run, so its defaults are chosen from the benchmarks
 # isotropic noise in many dimensions; see benchmarks/RESULTS.md.
 LS_FACTOR = 0.5
 
-# Landmarks shared by both conditions.
-N_LANDMARKS = 1000
+# Landmarks shared by both conditions. On the toy manifolds 250, 500 and 1000
+# landmarks gave the same DA and DE accuracy (benchmarks/RESULTS.md) while the
+# DE Mahalanobis step costs ~m^3 per gene; raise it for atlases with many
+# distinct populations (DifferentialAbundance warns when the landmarks do not
+# cover the cells at the chosen length scale).
+N_LANDMARKS = 500
 
 OBSM_KEY = "DM_EigenVectors"
 

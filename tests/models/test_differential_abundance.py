@@ -121,3 +121,16 @@ def test_bad_inputs_raise_clear_errors(blobs):
         da.fit(X1, X2, optimizer="advi")
     with pytest.raises(RuntimeError, match="not fitted"):
         kompot.DifferentialAbundance().predict(X1)
+
+
+def test_warns_when_landmarks_do_not_cover_the_cells(blobs, caplog):
+    X1, X2 = blobs
+    da = kompot.DifferentialAbundance(n_landmarks=5, random_state=0).fit(X1, X2, ls_factor=0.05)
+    with caplog.at_level("WARNING", logger="kompot"):
+        da.predict(X1, progress=False)
+    assert "cover the cell states poorly" in caplog.text
+    caplog.clear()
+    well = kompot.DifferentialAbundance(n_landmarks=100, random_state=0).fit(X1, X2)
+    with caplog.at_level("WARNING", logger="kompot"):
+        well.predict(X1, progress=False)
+    assert "cover the cell states poorly" not in caplog.text
