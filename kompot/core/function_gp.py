@@ -19,6 +19,9 @@ from .blocks import block_slices
 from .kernel import kernel_diag, kernel_matrix
 from .linalg import lower_solve, safe_cholesky, upper_solve
 
+# Keep the whitened kernel of the training cells in memory below this size.
+_WHITENED_CACHE_BYTES = 2 * 1024**3
+
 
 @dataclass
 class FunctionFit:
@@ -111,13 +114,23 @@ def fit_function(
         return block.astype(np.float64, copy=False) - mu
 
     slices = list(block_slices(n, batch_size, progress=progress, desc="fit expression GP"))
-    # Whitened kernel A = Lp^{-1} K_ux keeps A A^T numerically PSD (see density.py).
+    # The whitened kernel blocks are reused by the empirical-variance pass
+    # when they fit in memory; otherwise they are recomputed there.
+    keep = obs_variance and n * m * 8 <= _WHITENED_CACHE_BYTES
+    cache = []
+
+    def whitened(s):
+        # A = Lp^{-1} K_ux keeps A A^T numerically PSD (see density.py).
+        return lower_solve(Lp, kernel_matrix(cov_func, X[s], landmarks).T)
+
     AAt = np.zeros((m, m))
     AR = np.zeros((m, n_genes))
     for s in slices:
-        A = lower_solve(Lp, kernel_matrix(cov_func, X[s], landmarks).T)
+        A = whitened(s)
         AAt += A @ A.T
         AR += A @ rows(s)
+        if keep:
+            cache.append(A)
     LB = safe_cholesky(np.eye(m) + AAt / sigma**2, what="expression GP system")
     fit = FunctionFit(landmarks, cov_func, Lp, LB, None, mu, sigma, n)
     fit.weights = fit._solve_weights_whitened(AR)
@@ -126,13 +139,14 @@ def fit_function(
 
     # Leverage h_i = k_i^T (sigma^2 K_uu + K_ux K_xu)^{-1} k_i, then HC3-corrected
     # squared residuals, smoothed by a second GP with the same factorisation.
-    # In whitened form h_i = a_i^T (sigma^2 I + A A^T)^{-1} a_i = |LB^{-1} a_i|^2 / sigma^2.
+    # In whitened form h_i = a_i^T (sigma^2 I + A A^T)^{-1} a_i = |LB^{-1} a_i|^2 / sigma^2,
+    # and the fitted mean at the cells is mu + A^T (Lp^T weights).
+    whitened_weights = fit.Lp.T @ fit.weights
     AR2 = np.zeros((m, n_genes))
-    for s in slices:
-        K = kernel_matrix(cov_func, X[s], landmarks)
-        A = lower_solve(Lp, K.T)
+    for i, s in enumerate(slices):
+        A = cache[i] if keep else whitened(s)
         h = np.sum(lower_solve(LB, A) ** 2, axis=0) / sigma**2
-        resid = rows(s) - K @ fit.weights
+        resid = rows(s) - A.T @ whitened_weights
         r2 = resid**2 / np.maximum(1.0 - h, 1e-12)[:, None] ** 2
         AR2 += A @ r2
     fit.variance_weights = fit._solve_weights_whitened(AR2)
