@@ -5,7 +5,50 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.linalg import cholesky, solve_triangular
+from numpy.linalg import LinAlgError
+from scipy.linalg import lapack, solve_triangular
+
+ADVICE = (
+    "Try a larger eps (diagonal regularisation of the covariance), fewer landmarks, "
+    "a longer length scale, or check the inputs."
+)
+
+
+def jittered_cholesky(
+    M: np.ndarray, jitter: float, max_tries: int, what: str
+) -> tuple[np.ndarray, float]:
+    """Lower Cholesky of finite symmetric ``M`` with escalating jitter; no warning.
+
+    Returns ``(L, used)`` where ``used`` is the absolute amount added to the diagonal (0.0 if
+    plain Cholesky succeeded). ``M`` is not modified. Raises ``LinAlgError`` when all fail.
+    """
+    L, info = lapack.dpotrf(M, lower=1, clean=1, overwrite_a=0)
+    if info == 0:
+        return L, 0.0
+    if info < 0:  # pragma: no cover - only on malformed arguments to LAPACK
+        raise LinAlgError(f"LAPACK dpotrf rejected argument {-info} for the {what}.")
+    scale = float(np.mean(np.diag(M)))
+    # A nonpositive mean diagonal already proves the matrix is not PSD; jitter proportional to
+    # it would be meaningless.
+    if not scale > 0.0:
+        raise LinAlgError(
+            f"The {what} is not positive definite (mean diagonal {scale:.3g} <= 0). {ADVICE}"
+        )
+    idx = np.arange(M.shape[0])
+    used = 0.0
+    for k in range(max_tries):
+        used = jitter * scale * 10.0**k
+        Mj = np.array(M, dtype=np.float64, order="F", copy=True)
+        Mj[idx, idx] += used
+        L, info = lapack.dpotrf(Mj, lower=1, clean=1, overwrite_a=1)
+        if info == 0:
+            return L, used
+    raise LinAlgError(
+        f"The {what} is not positive definite even after adding {used:.3g} "
+        f"({jitter * 10.0 ** (max_tries - 1):.0e} x its mean diagonal) to its diagonal; it "
+        f"probably has a clearly negative eigenvalue. {ADVICE}"
+    )
+
 
 
 def safe_cholesky(A: np.ndarray, jitter: float = 1e-10, max_tries: int = 6, what: str = "matrix") -> np.ndarray:
@@ -16,28 +59,15 @@ def safe_cholesky(A: np.ndarray, jitter: float = 1e-10, max_tries: int = 6, what
     """
     if not np.all(np.isfinite(A)):
         raise ValueError(f"The {what} contains NaN or inf; check the inputs for missing values.")
-    try:
-        return cholesky(A, lower=True, check_finite=False)
-    except np.linalg.LinAlgError:
-        pass
-    scale = float(np.mean(np.abs(np.diag(A)))) or 1.0
-    for k in range(max_tries):
-        added = jitter * scale * 10.0**k
-        try:
-            L = cholesky(A + added * np.eye(A.shape[0]), lower=True, check_finite=False)
-        except np.linalg.LinAlgError:
-            continue
+    L, used = jittered_cholesky(np.asarray(A, np.float64), jitter, max_tries, what)
+    if used > 0:
         warnings.warn(
-            f"The {what} was not numerically positive definite; added {added:.3g} to its "
+            f"The {what} was not numerically positive definite; added {used:.3g} to its "
             "diagonal. Consider fewer landmarks or a longer length scale.",
             RuntimeWarning,
             stacklevel=3,
         )
-        return L
-    raise np.linalg.LinAlgError(
-        f"The {what} is not positive definite even with {added:.3g} added to its diagonal. "
-        "Use fewer landmarks, a longer length scale, or a larger eps."
-    )
+    return L
 
 
 def lower_solve(L: np.ndarray, B: np.ndarray) -> np.ndarray:

@@ -47,12 +47,11 @@ from numpy.linalg import LinAlgError
 from scipy.linalg import lapack, solve_triangular
 from tqdm.auto import tqdm
 
+from .linalg import ADVICE as _ADVICE
+from .linalg import jittered_cholesky
+
 __all__ = ["cholesky_with_jitter", "mahalanobis_distances"]
 
-_ADVICE = (
-    "Try a larger eps (diagonal regularisation of the covariance), fewer landmarks, "
-    "or check the inputs."
-)
 
 
 def _as_float64(x: np.ndarray, name: str) -> np.ndarray:
@@ -64,42 +63,6 @@ def _as_float64(x: np.ndarray, name: str) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf; check the inputs for missing values.")
     return arr
-
-
-def _jittered_potrf(
-    M: np.ndarray, jitter: float, max_tries: int, what: str
-) -> tuple[np.ndarray, float]:
-    """Lower Cholesky of finite symmetric ``M`` with escalating jitter; no warning.
-
-    Returns ``(L, used)`` where ``used`` is the absolute amount added to the diagonal (0.0 if
-    plain Cholesky succeeded). ``M`` is not modified. Raises ``LinAlgError`` when all fail.
-    """
-    L, info = lapack.dpotrf(M, lower=1, clean=1, overwrite_a=0)
-    if info == 0:
-        return L, 0.0
-    if info < 0:  # pragma: no cover - only on malformed arguments to LAPACK
-        raise LinAlgError(f"LAPACK dpotrf rejected argument {-info} for the {what}.")
-    scale = float(np.mean(np.diag(M)))
-    # A nonpositive mean diagonal already proves the matrix is not PSD; jitter proportional to
-    # it would be meaningless.
-    if not scale > 0.0:
-        raise LinAlgError(
-            f"The {what} is not positive definite (mean diagonal {scale:.3g} <= 0). {_ADVICE}"
-        )
-    idx = np.arange(M.shape[0])
-    used = 0.0
-    for k in range(max_tries):
-        used = jitter * scale * 10.0**k
-        Mj = np.array(M, dtype=np.float64, order="F", copy=True)
-        Mj[idx, idx] += used
-        L, info = lapack.dpotrf(Mj, lower=1, clean=1, overwrite_a=1)
-        if info == 0:
-            return L, used
-    raise LinAlgError(
-        f"The {what} is not positive definite even after adding {used:.3g} "
-        f"({jitter * 10.0 ** (max_tries - 1):.0e} x its mean diagonal) to its diagonal; it "
-        f"probably has a clearly negative eigenvalue. {_ADVICE}"
-    )
 
 
 def cholesky_with_jitter(
@@ -125,7 +88,7 @@ def cholesky_with_jitter(
         raise ValueError(f"jitter must be a positive finite float, got {jitter!r}.")
     if max_tries < 1:
         raise ValueError(f"max_tries must be >= 1, got {max_tries!r}.")
-    L, used = _jittered_potrf(A, jitter, max_tries, "covariance")
+    L, used = jittered_cholesky(A, jitter, max_tries, "covariance")
     if used > 0:
         warnings.warn(
             f"Cholesky of the covariance failed; added jitter {used:.3g} "
@@ -295,7 +258,7 @@ def _per_gene_factor_path(
             if info != 0:
                 M = A_f.copy(order="F")
                 M[idx, idx] += v[:, g]
-                L, used = _jittered_potrf(M, jitter, 6, f"covariance of gene {g}")
+                L, used = jittered_cholesky(M, jitter, 6, f"covariance of gene {g}")
                 n_jittered += 1
                 max_used = max(max_used, used)
             rhs = delta[:, g : g + 1] if B is None else np.column_stack((delta[:, g], B[g]))
