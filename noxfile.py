@@ -1,5 +1,7 @@
 """Developer sessions: ``nox -s tests lint wheel bench``."""
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "tests"]
@@ -17,16 +19,15 @@ def tests(session):
 def wheel(session):
     """The test suite against the built wheel, run from outside the source tree."""
     session.install("build")
-    tmp = session.create_tmp()
-    session.run("python", "-m", "build", "--wheel", "--outdir", tmp)
-    wheels = sorted(p for p in __import__("pathlib").Path(tmp).glob("kompot-*.whl"))
-    session.install(f"{wheels[-1]}[test]")
-    tests_dir = str(__import__("pathlib").Path("tests").resolve())
+    tmp = Path(session.create_tmp()).resolve()
+    session.run("python", "-m", "build", "--wheel", "--outdir", str(tmp))
+    wheel_file = sorted(tmp.glob("kompot-*.whl"))[-1]
+    session.install(f"{wheel_file}[test]")
+    tests_dir = str(Path("tests").resolve())
     session.chdir(tmp)
-    # --import-mode=importlib with the source tree absent from sys.path: kompot comes from the wheel
-    session.run("python", "-c", "import kompot, sys; assert 'site-packages' in kompot.__file__, kompot.__file__")
-    session.run("pytest", tests_dir, "-p", "no:cacheprovider", "--import-mode=importlib",
-                "--rootdir", tmp, *session.posargs)
+    # Outside the source tree, ``import kompot`` can only find the installed wheel.
+    session.run("python", "-c", "import kompot; assert 'site-packages' in kompot.__file__")
+    session.run("pytest", tests_dir, "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session
