@@ -181,3 +181,17 @@ def test_copy_and_log_line(small, caplog):
     lines = [r for r in caplog.records if r.name == "kompot" and "wrote" in r.getMessage()]
     assert len(lines) == 1
     assert all(name in lines[0].getMessage() for name in [KEYS.mean_lfc, KEYS.fold_change])
+
+
+def test_chunked_prediction_matches_one_pass(de, monkeypatch):
+    """Cells are predicted in chunks; the chunk size changes nothing."""
+    from kompot.tl import _differential_expression as module
+
+    adata = de.copy()
+    monkeypatch.setattr(module, "_PREDICT_CHUNK", 97)
+    kompot.tl.compute_differential_expression(adata, "condition", C1, C2, fdr=False,
+                                              key_added="chunked", **FAST)
+    chunked = DEKeys("chunked", C1, C2)
+    np.testing.assert_allclose(adata.var[chunked.mean_lfc], de.var[KEYS.mean_lfc], rtol=1e-10)
+    np.testing.assert_array_equal(adata.layers[chunked.fold_change], de.layers[KEYS.fold_change])
+    np.testing.assert_array_equal(adata.layers[chunked.std(C1)], de.layers[KEYS.std(C1)])
