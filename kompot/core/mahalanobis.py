@@ -39,12 +39,15 @@ replicate variance dominates ``A``.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.linalg import LinAlgError
 from scipy.linalg import lapack, solve_triangular
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .linalg import ADVICE as _ADVICE
@@ -113,6 +116,14 @@ def _woodbury_finish(z: np.ndarray, W: np.ndarray) -> np.ndarray:
     Ls = np.linalg.cholesky(S)
     s = np.linalg.solve(Ls, y[..., None])[..., 0]
     return np.einsum("bm,bm->b", perp, perp) + np.einsum("br,br->b", s, s)
+
+
+def _worker_count() -> int:
+    """CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _blocks(n: int, size: int, progress: bool, desc: str) -> Iterator[slice]:
@@ -241,35 +252,45 @@ def _per_gene_factor_path(
 ) -> np.ndarray:
     """Path 3: each gene's full-rank diagonal needs its own Cholesky of ``A + diag(v_g)``."""
     m, G = delta.shape
-    K = 0 if B is None else B.shape[2]
     idx = np.arange(m)
     # Fortran order lets LAPACK factor each per-gene copy in place (no hidden extra copy).
     A_f = np.asfortranarray(A)
-    d2 = np.empty(G)
-    n_jittered, max_used = 0, 0.0
-    for sl in _blocks(G, batch_size, progress, "Mahalanobis (per-gene Cholesky)"):
-        b = sl.stop - sl.start
-        Zb = np.empty((b, m, 1 + K))  # whitened [delta_g, B_g] for the block
-        for i, g in enumerate(range(sl.start, sl.stop)):
+
+    def whiten(g: int) -> tuple[np.ndarray, float]:
+        """``L_g^{-1} [delta_g, B_g]`` with ``L_g L_g^T = A + diag(v_g)``; and the jitter used."""
+        M = A_f.copy(order="F")
+        M[idx, idx] += v[:, g]
+        # LAPACK directly: about 3x faster than np.linalg.cholesky on a stack, and in place.
+        L, info = lapack.dpotrf(M, lower=1, clean=0, overwrite_a=1)
+        used = 0.0
+        if info != 0:
             M = A_f.copy(order="F")
             M[idx, idx] += v[:, g]
-            # LAPACK directly: about 3x faster than np.linalg.cholesky on a stack, and in place.
-            L, info = lapack.dpotrf(M, lower=1, clean=0, overwrite_a=1)
-            if info != 0:
-                M = A_f.copy(order="F")
-                M[idx, idx] += v[:, g]
-                L, used = jittered_cholesky(M, jitter, 6, f"covariance of gene {g}")
-                n_jittered += 1
-                max_used = max(max_used, used)
-            rhs = delta[:, g : g + 1] if B is None else np.column_stack((delta[:, g], B[g]))
-            Zg, info = lapack.dtrtrs(L, rhs, lower=1)
-            if info != 0:  # pragma: no cover - dpotrf success guarantees a nonzero diagonal
-                raise LinAlgError(f"Triangular solve failed for gene {g} (info={info}).")
-            Zb[i] = Zg
-        if B is None:
-            d2[sl] = np.einsum("bm,bm->b", Zb[:, :, 0], Zb[:, :, 0])
-        else:
-            d2[sl] = _woodbury_finish(Zb[:, :, 0], Zb[:, :, 1:])
+            L, used = jittered_cholesky(M, jitter, 6, f"covariance of gene {g}")
+        rhs = delta[:, g : g + 1] if B is None else np.column_stack((delta[:, g], B[g]))
+        Zg, info = lapack.dtrtrs(L, rhs, lower=1)
+        if info != 0:  # pragma: no cover - dpotrf success guarantees a nonzero diagonal
+            raise LinAlgError(f"Triangular solve failed for gene {g} (info={info}).")
+        return Zg, used
+
+    d2 = np.empty(G)
+    n_jittered, max_used = 0, 0.0
+    # One gene per worker thread with single-threaded BLAS: LAPACK releases the
+    # GIL, and threaded BLAS on these mid-sized factorisations scales poorly
+    # (and collapses when other processes share the cores).
+    workers = _worker_count()
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        for sl in _blocks(G, batch_size, progress, "Mahalanobis (per-gene Cholesky)"):
+            results = list(pool.map(whiten, range(sl.start, sl.stop)))
+            Zb = np.stack([z for z, _ in results])  # whitened [delta_g, B_g] for the block
+            for _, used in results:
+                if used > 0:
+                    n_jittered += 1
+                    max_used = max(max_used, used)
+            if B is None:
+                d2[sl] = np.einsum("bm,bm->b", Zb[:, :, 0], Zb[:, :, 0])
+            else:
+                d2[sl] = _woodbury_finish(Zb[:, :, 0], Zb[:, :, 1:])
     if n_jittered:
         # One summary warning instead of one per gene.
         warnings.warn(
