@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
+from functools import cache
 
 import numpy as np
 from numpy.linalg import LinAlgError
 from scipy.linalg import lapack, solve_triangular
+from threadpoolctl import ThreadpoolController
+
+# Below this size OpenBLAS's threaded Cholesky is slower than a single thread,
+# and it collapses (100x) when other processes share the cores.
+_SINGLE_THREAD_CHOLESKY_MAX = 1500
+
+
+@cache
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _potrf(M: np.ndarray, **kwargs):
+    """LAPACK ``dpotrf``, single-threaded for the mid-sized matrices kompot factors."""
+    small = M.shape[0] <= _SINGLE_THREAD_CHOLESKY_MAX
+    with _blas_controller().limit(limits=1, user_api="blas") if small else nullcontext():
+        return lapack.dpotrf(M, **kwargs)
 
 ADVICE = (
     "Try a larger eps (diagonal regularisation of the covariance), fewer landmarks, "
@@ -22,7 +41,7 @@ def jittered_cholesky(
     Returns ``(L, used)`` where ``used`` is the absolute amount added to the diagonal (0.0 if
     plain Cholesky succeeded). ``M`` is not modified. Raises ``LinAlgError`` when all fail.
     """
-    L, info = lapack.dpotrf(M, lower=1, clean=1, overwrite_a=0)
+    L, info = _potrf(M, lower=1, clean=1, overwrite_a=0)
     if info == 0:
         return L, 0.0
     if info < 0:  # pragma: no cover - only on malformed arguments to LAPACK
@@ -40,7 +59,7 @@ def jittered_cholesky(
         used = jitter * scale * 10.0**k
         Mj = np.array(M, dtype=np.float64, order="F", copy=True)
         Mj[idx, idx] += used
-        L, info = lapack.dpotrf(Mj, lower=1, clean=1, overwrite_a=1)
+        L, info = _potrf(Mj, lower=1, clean=1, overwrite_a=1)
         if info == 0:
             return L, used
     raise LinAlgError(
