@@ -31,8 +31,10 @@ def main():
     p.add_argument("--params", required=True, help="JSON: obsm_key, ls, ls_factor, d, landmarks (.npy)")
     p.add_argument("--sample-col", default=None)
     p.add_argument("--out", required=True, help=".npz for the per-cell / per-gene results")
-    p.add_argument("--own-length-scale", action="store_true",
-                   help="give the peer only landmarks and ls_factor (its own ls and d)")
+    p.add_argument("--own-ls", action="store_true",
+                   help="let the peer compute its length scale from ls_factor instead of ours")
+    p.add_argument("--own-d", action="store_true",
+                   help="DA: let the peer estimate the dimensionality (its fractal default)")
     p.add_argument("--no-empirical-variance", action="store_true")
     a = p.parse_args()
 
@@ -49,7 +51,9 @@ def main():
         if a.stage == "da":
             # The peer forwards unknown keywords to mellon's DensityEstimator:
             # `ls` and `d` pin the length scale and dimensionality to ours.
-            pinned = {} if a.own_length_scale else {"ls": prm["ls"], "d": prm["d"]}
+            pinned = {} if a.own_ls else {"ls": prm["ls"]}
+            if not a.own_d:
+                pinned["d"] = prm["d"]
             kompot.compute_differential_abundance(
                 adata, "condition", C1, C2, obsm_key=prm["obsm_key"], sample_col=a.sample_col,
                 landmarks=landmarks, ls_factor=prm["ls_factor"], random_state=0, **pinned,
@@ -57,7 +61,7 @@ def main():
         else:
             kompot.compute_differential_expression(
                 adata, "condition", C1, C2, obsm_key=prm["obsm_key"], sample_col=a.sample_col,
-                landmarks=landmarks, ls=None if a.own_length_scale else prm["ls"],
+                landmarks=landmarks, ls=None if a.own_ls else prm["ls"],
                 ls_factor=prm["ls_factor"], sigma=1.0,
                 use_empirical_variance=not a.no_empirical_variance, compute_mahalanobis=True, random_state=0,
                 null_genes="auto" if a.stage == "de_fdr" else 0, progress=False,

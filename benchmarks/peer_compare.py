@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 PEER_PYTHON = HERE / ".peer-venv" / "bin" / "python"
 SECTION = "## Speed and agreement against kompot 0.8.0"
 READING = "### Reading"
+RUNNING: list[subprocess.Popen] = []  # the child in flight, killed if we are stopped
 STAGES = ("da", "de", "de_fdr")
 STAGE_NAMES = {"da": "DA (fit + predict)", "de": "DE (fit + predict + Mahalanobis)",
                "de_fdr": "DE with FDR", "total": "end to end (DA + DE with FDR)"}
@@ -64,8 +65,7 @@ def run_child(side, stage, cfg, work, repeat, timeout):
                       if (work / f"hyper_{st}_r0.json").exists())
         cmd = [str(cfg["peer_python"]), str(HERE / "peer_child.py"), "--stage", stage,
                "--data", str(cfg["data"]), "--params", str(params), "--out", str(out)]
-        if cfg.get("peer_own_ls"):
-            cmd.append("--own-length-scale")
+        cmd += [f"--own-{x}" for x in cfg.get("peer_own", ())]
         # Outside the source tree, so that `import kompot` is the published package.
         cwd, env = work, {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     if cfg.get("sample_col"):
@@ -77,7 +77,9 @@ def run_child(side, stage, cfg, work, repeat, timeout):
     with open(work / f"{tag}.stdout", "w") as fo, open(work / f"{tag}.stderr", "w") as fe:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fo, stderr=fe,
                                 start_new_session=True)
+        RUNNING[:] = [proc]
         stopped = watch(proc, timeout, cfg["mem_limit_gb"])
+        RUNNING.clear()
     process_s = time.perf_counter() - t0
     stdout = (work / f"{tag}.stdout").read_text()
     stderr = (work / f"{tag}.stderr").read_text()
@@ -364,17 +366,23 @@ def configurations(a):
     full = [
         {**base, "n_cells": 2000, "repeats": a.repeats or 3, "peer": True},
         {**base, "n_cells": 2000, "repeats": 1, "peer": True, "sample_col": "sample"},
+        # The peer's replicate variance keeps a landmarks x landmarks matrix per gene;
+        # with fewer genes it fits in memory.
+        {**base, "n_cells": 2000, "n_genes": min(a.n_genes, 200), "repeats": 1, "peer": True,
+         "sample_col": "sample"},
         {**base, "n_cells": 10_000, "repeats": a.repeats or 3, "peer": True},
         # The peer at 50k only under the memory cap (its DE layers grow with cells x genes).
         {**base, "n_cells": 50_000, "repeats": 1, "peer": not a.no_peer_50k},
         # Agreement checks (timed too, but not part of the speed comparison):
         # the DE model without the empirical-variance term, where the peer
         # approximates and we solve exactly, and the peer with its own
-        # length scale and dimensionality instead of ours.
+        # length scale (and dimensionality) instead of ours.
         {**base, "n_cells": 2000, "repeats": 1, "peer": True, "main": False,
          "no_empirical_variance": True, "stages": ("de",)},
         {**base, "n_cells": 2000, "repeats": 1, "peer": True, "main": False,
-         "peer_own_ls": True, "stages": ("da", "de")},
+         "peer_own": ("ls", "d"), "stages": ("da", "de")},
+        {**base, "n_cells": 2000, "repeats": 1, "peer": True, "main": False,
+         "peer_own": ("d",), "stages": ("da",)},
     ]
     if a.smoke:  # every code path on tiny data, to check the plumbing
         return [{**c, "n_cells": 1000, "repeats": 1} for c in full]
@@ -387,8 +395,9 @@ def label(cfg):
         parts.append(f"sample_col={cfg['sample_col']!r}")
     if cfg.get("no_empirical_variance"):
         parts.append("both with `use_empirical_variance=False`")
-    if cfg.get("peer_own_ls"):
-        parts.append("peer with its own length scale and d")
+    own = {"ls": "length scale", "d": "density dimensionality d"}
+    if cfg.get("peer_own"):
+        parts.append("peer with its own " + " and ".join(own[x] for x in cfg["peer_own"]))
     return ", ".join(parts)
 
 
@@ -418,6 +427,7 @@ def main():
     vers = versions(a.peer_python)
     print(vers, flush=True)
     root = Path(tempfile.mkdtemp(prefix="kompot-peer-compare-"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so that `finally` cleans up
     started = time.perf_counter()
     results = []
     try:
@@ -441,6 +451,9 @@ def main():
             })
             print(json.dumps(results[-1]["agreement"]), flush=True)
     finally:
+        for proc in RUNNING:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
         if not a.keep:
             shutil.rmtree(root, ignore_errors=True)
     total_min = (time.perf_counter() - started) / 60
@@ -470,7 +483,8 @@ def report(results, a, command, vers, total_min):
         f"(mellon {vers['mellon']}, "
         f"jax {vers['jax']}); peer: kompot {vers['peer']} from the package index in its own "
         f"virtual environment (mellon {vers['peer_mellon']}, jax {vers['peer_jax']}).",
-        f"Data: `kompot.datasets.toy(n_cells, n_genes={a.n_genes}, seed=0)`, 10-D states in "
+        f"Data: `kompot.datasets.toy(n_cells, n_genes, seed=0)` (n_genes={a.n_genes} unless the "
+        "table says otherwise), 10-D states in "
         "`obsm['DM_EigenVectors']`, 3 samples per condition. Each stage is one `tl`-level call "
         "timed end to end (JIT compilation included, reading the `.h5ad` and importing excluded) "
         "in a fresh process; peak RSS is that process's `ru_maxrss`; times are medians over the "
