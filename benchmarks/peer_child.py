@@ -24,6 +24,32 @@ import kompot
 C1, C2 = "control", "treated"
 
 
+def peak_rss_gb():
+    """Peak resident memory of this process since it started (exec).
+
+    ``ru_maxrss`` would also count the parent's memory at the fork that started
+    us (Linux keeps that high-water mark across exec); ``VmHWM`` does not.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            kb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024**2
+
+
+def run_at_defaults(adata, a, obsm_key):
+    """What a user of the peer runs: only the data, the conditions and the representation."""
+    if a.stage == "da":
+        kompot.compute_differential_abundance(adata, "condition", C1, C2, obsm_key=obsm_key,
+                                              sample_col=a.sample_col, random_state=0)
+    else:
+        kompot.compute_differential_expression(
+            adata, "condition", C1, C2, obsm_key=obsm_key, sample_col=a.sample_col,
+            random_state=0, null_genes="auto" if a.stage == "de_fdr" else 0, progress=False,
+        )
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--stage", choices=["da", "de", "de_fdr"], required=True)
@@ -36,6 +62,8 @@ def main():
     p.add_argument("--own-d", action="store_true",
                    help="DA: let the peer estimate the dimensionality (its fractal default)")
     p.add_argument("--no-empirical-variance", action="store_true")
+    p.add_argument("--defaults", action="store_true",
+                   help="the peer at its own defaults: no landmarks, length scale or d given")
     a = p.parse_args()
 
     version = getattr(kompot, "__version__", "?")
@@ -48,7 +76,9 @@ def main():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t0 = time.perf_counter()
-        if a.stage == "da":
+        if a.defaults:
+            run_at_defaults(adata, a, prm["obsm_key"])
+        elif a.stage == "da":
             # The peer forwards unknown keywords to mellon's DensityEstimator:
             # `ls` and `d` pin the length scale and dimensionality to ours.
             pinned = {} if a.own_ls else {"ls": prm["ls"]}
@@ -85,7 +115,7 @@ def main():
     messages = sorted({f"{w.category.__name__}: {str(w.message)[:160]}" for w in caught})
     print(json.dumps({
         "side": "peer", "stage": a.stage, "call_s": elapsed,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "peak_rss_gb": peak_rss_gb(),
         "warnings": messages,
     }))
 

@@ -22,6 +22,20 @@ from kompot.tl._defaults import LS_FACTOR, N_LANDMARKS, OBSM_KEY
 C1, C2 = "control", "treated"
 
 
+def peak_rss_gb():
+    """Peak resident memory of this process since it started (exec).
+
+    ``ru_maxrss`` would also count the parent's memory at the fork that started
+    us (Linux keeps that high-water mark across exec); ``VmHWM`` does not.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            kb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024**2
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--stage", choices=["da", "de", "de_fdr"], required=True)
@@ -69,7 +83,7 @@ def main():
     messages = sorted({f"{w.category.__name__}: {str(w.message)[:160]}" for w in caught})
     print(json.dumps({
         "side": "ours", "stage": a.stage, "call_s": elapsed,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "peak_rss_gb": peak_rss_gb(),
         "warnings": messages,
     }))
 
