@@ -147,6 +147,7 @@ def _draw_cells(
     n_samples: int,
     da_strength: float,
     centres: np.ndarray,
+    replicate_scale: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Latent positions, cell-type codes and sample codes, in shuffled order.
 
@@ -156,6 +157,7 @@ def _draw_cells(
     """
     n_centres = centres.shape[0]
     sample_effects = rng_layout.normal(scale=_SAMPLE_ABUNDANCE_SD, size=(2, n_samples, n_centres))
+    sample_effects *= replicate_scale  # drawn either way: the random streams stay aligned
     parts = []
     for c, n_cond in enumerate((n_cells // 2, n_cells - n_cells // 2)):
         strength = da_strength if CONDITIONS[c] == "treated" else 0.0
@@ -196,6 +198,7 @@ def _draw_genes(
     n_samples_total: int,
     de_strength: float,
     centres: np.ndarray,
+    replicate_scale: float,
 ) -> _Genes:
     """Smooth expression programmes, replicate effects and the planted DE genes."""
     n_centres = centres.shape[0]
@@ -207,6 +210,8 @@ def _draw_genes(
     inverse_dispersion = np.exp(rng.normal(np.log(5.0), 0.3, n_genes))
     sample_shift = rng.normal(scale=_SAMPLE_EXPRESSION_SD, size=(n_samples_total, n_genes))
     depth_shift = rng.normal(scale=0.1, size=n_samples_total)
+    sample_shift *= replicate_scale
+    depth_shift *= replicate_scale
 
     # DE genes come from the middle of the expression ranking in the DE region:
     # expressed enough for the change to show, but without the top genes whose
@@ -292,6 +297,7 @@ def toy(
     n_dims: int = 10,
     da_strength: float = 2.0,
     de_strength: float = 1.5,
+    replicate_effects: bool = True,
     seed: int = 0,
 ) -> ad.AnnData:
     """Two conditions on a branching trajectory, with planted abundance and expression changes.
@@ -320,6 +326,11 @@ def toy(
         negative swaps enrichment and depletion; 0 plants none).
     de_strength
         Natural-log shift of the DE genes' mean counts in treated cells.
+    replicate_effects
+        Give each sample its own abundance bumps, per-gene expression shifts
+        and sequencing depth. With ``False`` the samples of a condition are
+        exchangeable draws, so an analysis that ignores ``sample`` is valid;
+        everything else (cells, genes, planted effects) is unchanged.
     seed
         Seed of the random generator; equal seeds give identical data.
 
@@ -353,6 +364,9 @@ def toy(
     n_dims = _check_int(n_dims, "n_dims", 2)
     seed = _check_int(seed, "seed", 0)
     da_strength = _check_finite(da_strength, "da_strength")
+    if not isinstance(replicate_effects, bool | np.bool_):
+        raise ValueError(f"`replicate_effects` must be True or False, got {replicate_effects!r}.")
+    replicate_scale = 1.0 if replicate_effects else 0.0
     de_strength = _check_finite(de_strength, "de_strength")
     if n_de_genes > n_genes:
         raise ValueError(
@@ -379,7 +393,7 @@ def toy(
     centres = _basis_centres()
 
     latent, cell_type_code, sample_code = _draw_cells(
-        rng_layout, rng_cells, n_cells, n_samples, da_strength, centres
+        rng_layout, rng_cells, n_cells, n_samples, da_strength, centres, replicate_scale
     )
     condition_code = sample_code // n_samples
     rotation, _ = np.linalg.qr(rng_layout.normal(size=(n_dims, 2)))
@@ -392,7 +406,8 @@ def toy(
     background = -float(np.log(np.mean(np.exp(_planted_log_ratio(mc_latent, da_strength)))))
 
     genes = _draw_genes(
-        np.random.default_rng(genes_seq), n_genes, n_de_genes, 2 * n_samples, de_strength, centres
+        np.random.default_rng(genes_seq), n_genes, n_de_genes, 2 * n_samples, de_strength,
+        centres, replicate_scale,
     )
     log_depth += genes.depth_shift[sample_code]
     de_weight = _region_weight(latent, _DE_REGION) * (condition_code == 1)
@@ -435,6 +450,7 @@ def toy(
         "n_dims": n_dims,
         "da_strength": da_strength,
         "de_strength": de_strength,
+        "replicate_effects": replicate_effects,
         "seed": seed,
     }
     adata.uns["toy_truth"] = {"background_log_density_ratio": background}

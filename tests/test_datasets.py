@@ -49,6 +49,7 @@ def test_shapes_dtypes_and_names(adata):
         "n_dims": 10,
         "da_strength": 2.0,
         "de_strength": 1.5,
+        "replicate_effects": True,
         "seed": 0,
     }
 
@@ -113,6 +114,20 @@ def test_replicates_differ_in_composition(adata):
         result = stats.chi2_contingency(table)
         statistic, dof = statistic + result.statistic, dof + result.dof
     assert stats.chi2.sf(statistic, dof) < 0.01
+
+
+def test_without_replicate_effects_samples_are_exchangeable():
+    # Same chi-square as above, now consistent with multinomial noise; and no
+    # gene's mean differs between samples of a condition beyond chance.
+    adata = toy(n_cells=3000, replicate_effects=False, seed=1)
+    statistic, dof = 0.0, 0
+    for condition in ("control", "treated"):
+        obs = adata.obs[adata.obs["condition"] == condition]
+        table = pd.crosstab(obs["sample"].cat.remove_unused_categories(), obs["cell_type"])
+        result = stats.chi2_contingency(table)
+        statistic, dof = statistic + result.statistic, dof + result.dof
+    assert stats.chi2.sf(statistic, dof) > 0.01
+    assert adata.uns["toy_params"]["replicate_effects"] is False
 
 
 def test_planted_abundance_change(adata):
@@ -207,6 +222,7 @@ def test_h5ad_round_trip(adata, tmp_path):
         ({"da_strength": np.nan}, "da_strength"),
         ({"da_strength": 6.0}, "da_strength"),
         ({"de_strength": np.inf}, "de_strength"),
+        ({"replicate_effects": "no"}, "replicate_effects"),
     ],
 )
 def test_invalid_arguments_raise(kwargs, match):

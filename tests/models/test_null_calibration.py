@@ -10,7 +10,9 @@ from kompot.core.fdr import empirical_fdr, zscore_fdr
 from kompot.models.null import (
     abundance_null_zscores,
     expression_null_distances,
+    label_partitions,
     sample_splits,
+    state_strata,
 )
 
 SEEDS = range(10)
@@ -82,3 +84,28 @@ def test_sample_splits_skip_the_observed_split_and_mirrors():
     assert frozenset("abc") not in firsts and frozenset("def") not in firsts
     assert all(len(f) == 3 and len(s) == 3 for f, s in splits)
     assert sample_splits(np.array(["a"]), np.array(["b"]), 5, rng) == []
+
+
+def test_stratified_partitions_keep_each_strata_composition():
+    rng = np.random.default_rng(0)
+    n, n1 = 400, 150
+    strata = rng.integers(0, 30, n)
+    observed = np.arange(n) < n1
+    parts = label_partitions(n1, n, None, None, 20, rng, strata=strata)
+    for mask, s1, s2 in parts:
+        assert s1 is None and s2 is None
+        for s in np.unique(strata):
+            assert mask[strata == s].sum() == observed[strata == s].sum()
+        assert (mask != observed).any()  # labels really move
+    # Different permutations differ, and every cell in a mixed stratum moves sometimes.
+    masks = np.array([m for m, _, _ in parts])
+    assert len({m.tobytes() for m in masks}) == len(parts)
+    mixed = np.array([0 < observed[strata == s].sum() < (strata == s).sum() for s in strata])
+    assert (masks[:, mixed] != observed[mixed]).any(axis=0).all()
+
+
+def test_state_strata_is_the_nearest_landmark():
+    rng = np.random.default_rng(1)
+    X, U = rng.normal(size=(200, 3)), rng.normal(size=(15, 3))
+    dense = np.argmin(((X[:, None, :] - U[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(state_strata(X, U), dense)
