@@ -241,7 +241,7 @@ def collect(configs):
             continue  # only datasets every main method finished on
         d = dict(np.load(path))
         base = dict(manifold=m, pop_enr=e, seed=s, n_cells=len(d["X"]))
-        for lsf in (None, 10.0, 0.1):
+        for lsf in (None, 10.0, 0.5, 0.1):
             name, f = _ours_name(lsf), path.with_suffix(_ours_suffix(lsf))
             if f.exists():
                 r = dict(np.load(f))
@@ -268,11 +268,14 @@ def figure(df, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = [m for m in ("kompot (tl defaults)", "kompot (ls_factor=10)", "kompot (ls_factor=0.1)",
-                           "Milo (pertpy)", "MELD")
+    methods = [m for m in ("kompot (tl defaults)", "kompot (ls_factor=0.5)", "kompot (ls_factor=10)",
+                           "kompot (ls_factor=0.1)", "Milo (pertpy)", "MELD")
                if m in set(df.method)]
     fig, axes = plt.subplots(1, len(MANIFOLDS), figsize=(4 * len(MANIFOLDS), 3.6), sharey=True)
-    colors = dict(zip(methods, ("C0", "C9", "C4", "C3", "C2")[: len(methods)], strict=True))
+    palette = {"kompot (tl defaults)": "C0", "kompot (ls_factor=0.5)": "C1",
+               "kompot (ls_factor=10)": "C9", "kompot (ls_factor=0.1)": "C4",
+               "Milo (pertpy)": "C3", "MELD": "C2"}
+    colors = {m: palette[m] for m in methods}
     for ax, man in zip(axes, MANIFOLDS, strict=True):
         sub = df[df.manifold == man]
         width = 0.8 / max(len(methods), 1)

@@ -17,7 +17,7 @@ import anndata as ad
 import numpy as np
 
 import kompot
-from kompot.tl._defaults import LS_FACTOR, N_LANDMARKS, OBSM_KEY
+from kompot.tl._defaults import DA_LS_FACTOR, DE_LS_FACTOR, N_LANDMARKS, OBSM_KEY
 
 C1, C2 = "control", "treated"
 
@@ -76,7 +76,7 @@ def main():
         record = adata.uns["kompot_da" if a.stage == "da" else "kompot_de"]
         np.save(a.hyper + ".npy", np.asarray(record["landmarks"], np.float64))
         with open(a.hyper + ".json", "w") as fh:
-            json.dump({"ls": float(record["ls"]), "ls_factor": LS_FACTOR,
+            json.dump({"ls": float(record["ls"]), "ls_factor": DA_LS_FACTOR if a.stage == "da" else DE_LS_FACTOR,
                        "n_landmarks": N_LANDMARKS, "obsm_key": OBSM_KEY,
                        "d": int(adata.obsm[OBSM_KEY].shape[1]),
                        "landmarks": a.hyper + ".npy"}, fh)

@@ -55,7 +55,8 @@ def main():
         f"Machine: {machine()}. Date: {date.today()}. Command: `python benchmarks/run.py"
         f"{' --quick' if a.quick else ''}` (median of {a.repeats} runs, each in a fresh process).",
         f"Data: `kompot.datasets.toy(n_cells, n_genes={a.n_genes})`, 10-D cell states; "
-        f"n_landmarks={rows[0]['n_landmarks']}, ls_factor={rows[0]['ls_factor']}.",
+        f"n_landmarks={rows[0]['n_landmarks']}, ls_factor "
+        + ", ".join(f"{r['ls_factor']:g} ({r['what'].upper()})" for r in rows[:2]) + ".",
         "",
         "| analysis | cells | fit (s) | predict (s) | Mahalanobis (s) | total (s) | peak RSS (GB) | accuracy |",
         "|---|---|---|---|---|---|---|---|",

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 import kompot
-from kompot.tl._defaults import LS_FACTOR, N_LANDMARKS
+from kompot.tl._defaults import DA_LS_FACTOR, DE_LS_FACTOR, N_LANDMARKS
 
 
 def main():
@@ -21,9 +21,11 @@ def main():
     p.add_argument("--n-cells", type=int, required=True)
     p.add_argument("--n-genes", type=int, default=2000)
     p.add_argument("--n-landmarks", type=int, default=N_LANDMARKS)
-    p.add_argument("--ls-factor", type=float, default=LS_FACTOR)
+    p.add_argument("--ls-factor", type=float, default=None, help="default: kompot.tl's")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
+    if a.ls_factor is None:
+        a.ls_factor = DA_LS_FACTOR if a.what == "da" else DE_LS_FACTOR
 
     adata = kompot.datasets.toy(n_cells=a.n_cells, n_genes=a.n_genes, seed=a.seed)
     treated = (adata.obs["condition"] == "treated").to_numpy()

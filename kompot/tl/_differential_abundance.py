@@ -12,7 +12,7 @@ from ..core.stats import direction as call_direction
 from ..models import DifferentialAbundance
 from ..models.null import abundance_null_zscores
 from . import _inputs as inp
-from ._defaults import LS_FACTOR, N_LANDMARKS, N_PERMUTATIONS, OBSM_KEY
+from ._defaults import DA_LS_FACTOR, N_LANDMARKS, N_PERMUTATIONS, OBSM_KEY
 from ._record import make_record, write_run
 
 
@@ -29,7 +29,7 @@ def compute_differential_abundance(
     n_landmarks: int | None = N_LANDMARKS,
     landmarks: np.ndarray | None = None,
     ls: float | None = None,
-    ls_factor: float = LS_FACTOR,
+    ls_factor: float = DA_LS_FACTOR,
     log_fold_change_threshold: float = 1.0,
     ptp_threshold: float = 0.05,
     sync_parameters: bool = False,

@@ -8,7 +8,7 @@ import numpy as np
 from .._keys import SmoothKeys
 from ..models import ExpressionModel
 from . import _inputs as inp
-from ._defaults import LS_FACTOR, N_LANDMARKS, OBSM_KEY
+from ._defaults import DE_LS_FACTOR, N_LANDMARKS, OBSM_KEY
 from ._differential_expression import full_layer
 from ._record import make_record, write_run
 
@@ -27,7 +27,7 @@ def compute_smoothed_expression(
     n_landmarks: int | None = N_LANDMARKS,
     landmarks: np.ndarray | None = None,
     ls: float | None = None,
-    ls_factor: float = LS_FACTOR,
+    ls_factor: float = DE_LS_FACTOR,
     sigma: float = 1.0,
     use_empirical_variance: bool = True,
     random_state: int | None = 0,

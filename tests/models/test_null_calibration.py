@@ -45,7 +45,8 @@ def _de_discoveries(seed, by_sample, q):
     null = expression_null_distances(
         X[~t], Y[~t], X[t], Y[t], n_permutations=6, random_state=seed,
         de_kwargs=dict(n_landmarks=LANDMARKS, random_state=0),
-        fit_kwargs=dict(ls=de.model1.ls, landmarks=de.landmarks), **reps)
+        fit_kwargs=dict(ls=de.model1.ls, landmarks=de.landmarks),
+        rescale_to=observed if by_sample else None, **reps)  # as kompot.tl does
     return {level: bool(empirical_fdr(observed, null, threshold=level)["is_de"].any())
             for level in q}
 
@@ -109,3 +110,23 @@ def test_state_strata_is_the_nearest_landmark():
     X, U = rng.normal(size=(200, 3)), rng.normal(size=(15, 3))
     dense = np.argmin(((X[:, None, :] - U[None]) ** 2).sum(-1), axis=1)
     np.testing.assert_array_equal(state_strata(X, U), dense)
+
+
+def test_rescaling_moves_each_permutation_onto_the_observed_median():
+    adata = kompot.datasets.toy(n_cells=400, n_genes=30, n_de_genes=0, seed=3)
+    X, Y = adata.obsm["DM_EigenVectors"], np.asarray(adata.X, np.float64)
+    t = (adata.obs["condition"] == "treated").to_numpy()
+    observed = np.linspace(1.0, 5.0, Y.shape[1])  # any target with median 3
+    kwargs = dict(n_permutations=3, random_state=0, de_kwargs=dict(n_landmarks=30, random_state=0),
+                  fit_kwargs=dict(ls=1.0))
+    raw = expression_null_distances(X[~t], Y[~t], X[t], Y[t], **kwargs).reshape(3, -1)
+    scaled = expression_null_distances(X[~t], Y[~t], X[t], Y[t], rescale_to=observed,
+                                       **kwargs).reshape(3, -1)
+    np.testing.assert_allclose(np.median(scaled, axis=1), 3.0, rtol=1e-12)
+    # One factor per permutation: the ranks within a permutation do not change.
+    np.testing.assert_allclose(scaled / raw, (scaled / raw)[:, :1] * np.ones_like(raw), rtol=1e-12)
+    # Too few genes per permutation: used as they are.
+    few = expression_null_distances(X[~t], Y[~t], X[t], Y[t], rescale_to=observed,
+                                    n_null_genes=10, **kwargs)
+    np.testing.assert_array_equal(
+        few, expression_null_distances(X[~t], Y[~t], X[t], Y[t], n_null_genes=10, **kwargs))

@@ -169,6 +169,24 @@ def test_replicates_and_no_fdr(de):
     assert sorted(adata.uns["reps"]["fields"]["var"]) == sorted([reps.mean_lfc, reps.mahalanobis])
 
 
+def test_null_genes_set_the_p_value_resolution(de):
+    # The smallest possible p-value is 1 / (N + 1) for N pooled null distances:
+    # all genes by default, n_null_genes per permutation when given.
+    adata = de.copy()
+    n_genes = adata.n_vars
+    for n_null, key in ((None, "all"), (3, "few")):
+        kompot.tl.compute_differential_expression(
+            adata, "condition", C1, C2, key_added=key, n_permutations=2, n_null_genes=n_null,
+            store_layers=False, **FAST,
+        )
+        pvalue = adata.var[DEKeys(key, C1, C2).pvalue]
+        n_pooled = 2 * (n_genes if n_null is None else n_null)
+        assert pvalue.min() >= 1 / (n_pooled + 1) - 1e-12
+        # p-values are multiples of 1 / (N + 1).
+        np.testing.assert_allclose(pvalue * (n_pooled + 1), np.round(pvalue * (n_pooled + 1)),
+                                   atol=1e-9)
+
+
 def test_copy_and_log_line(small, caplog):
     adata = small.copy()
     before = small.copy()

@@ -79,6 +79,7 @@ CASES = [
     ("ptp_threshold", DA, (), {"ptp_threshold": 1.5}, None, ValueError, r"ptp_threshold"),
     ("fdr_threshold", DE, (), {"fdr_threshold": 0}, None, ValueError, r"fdr_threshold"),
     ("n_permutations", DE, (), {"n_permutations": 0}, None, ValueError, r"n_permutations"),
+    ("n_null_genes", DE, (), {"n_null_genes": 0}, None, ValueError, r"n_null_genes"),
     ("n_landmarks", DE, (), {"n_landmarks": 2.5}, None, ValueError, r"n_landmarks"),
     ("key_added", DA, (), {"key_added": ""}, None, ValueError, r"key_added"),
     ("smooth_condition_alone", SMOOTH, None, {"condition": C1}, None, ValueError,
