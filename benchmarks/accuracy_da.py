@@ -42,6 +42,9 @@ HERE = Path(__file__).resolve().parent
 RUNS = HERE / "_runs" / "accuracy_da"
 MILO_PY = HERE / ".milo-venv" / "bin" / "python"
 CHILD = HERE / "accuracy_milo_child.py"
+PEER_PY = HERE / ".peer-venv" / "bin" / "python"
+PEER_CHILD = HERE / "accuracy_peer_child.py"
+PEER = "kompot 0.8.0 (its defaults)"
 MANIFOLDS = ("linear", "branching", "clustered", "pbmc68k")
 POP_ENRS = (0.75, 0.85, 0.95)
 FDR = 0.1
@@ -187,6 +190,16 @@ def run_field(paths):
     return {p: None for p in paths}
 
 
+def run_peer(paths):
+    """kompot 0.8.0 at its defaults on every dataset, in its own venv, from /tmp."""
+    if not PEER_PY.exists():
+        print(f"{PEER_PY} missing (see benchmarks/peer_compare.py)", flush=True)
+        return
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([str(PEER_PY), str(PEER_CHILD), *map(str, paths)], cwd="/tmp", env=env,
+                   check=False)
+
+
 # ----------------------------------------------------------------- driver
 def dataset_path(manifold, pop_enr, seed):
     return RUNS / f"{manifold}_enr{pop_enr}_s{seed}.npz"
@@ -250,6 +263,12 @@ def collect(configs):
                 rows.append(dict(base, method=name.replace(")", ", FDR only)"),
                                  runtime=float(r["runtime"]),
                                  **metrics(r["score"], r["calls_fdr_only"], d["truth"], d["p1"])))
+        f = path.with_suffix(".peer.npz")
+        if f.exists():
+            r = dict(np.load(f))
+            if "score" in r:
+                rows.append(dict(base, method=PEER, runtime=float(r["runtime"]),
+                                 **metrics(r["score"], r["calls"], d["truth"], d["p1"])))
         f = path.with_suffix(".field.npz")
         if f.exists():
             r = dict(np.load(f))
@@ -269,11 +288,11 @@ def figure(df, path):
     import matplotlib.pyplot as plt
 
     methods = [m for m in ("kompot (tl defaults)", "kompot (ls_factor=0.5)", "kompot (ls_factor=10)",
-                           "kompot (ls_factor=0.1)", "Milo (pertpy)", "MELD")
+                           "kompot (ls_factor=0.1)", PEER, "Milo (pertpy)", "MELD")
                if m in set(df.method)]
     fig, axes = plt.subplots(1, len(MANIFOLDS), figsize=(4 * len(MANIFOLDS), 3.6), sharey=True)
     palette = {"kompot (tl defaults)": "C0", "kompot (ls_factor=0.5)": "C1",
-               "kompot (ls_factor=10)": "C9", "kompot (ls_factor=0.1)": "C4",
+               "kompot (ls_factor=10)": "C9", "kompot (ls_factor=0.1)": "C4", PEER: "C7",
                "Milo (pertpy)": "C3", "MELD": "C2"}
     colors = {m: palette[m] for m in methods}
     for ax, man in zip(axes, MANIFOLDS, strict=True):
@@ -350,12 +369,18 @@ def main():
     p.add_argument("--ours-only", action="store_true", help="only kompot")
     p.add_argument("--ls-factors", type=float, nargs="*", default=None,
                    help="kompot ls_factor values to run (default: tl default and 10)")
+    p.add_argument("--peer", action="store_true",
+                   help="only kompot 0.8.0 at its defaults (benchmarks/.peer-venv)")
     a = p.parse_args()
     if a.smoke:
         configs = [("branching", 0.95, 0)]
     else:
         configs = [(m, e, s) for s in a.seeds for m in a.manifolds for e in a.pop_enr]
-    if not a.report:
+    if a.peer and not a.report:
+        todo = [dataset_path(*c) for c in configs
+                if dataset_path(*c).exists() and not dataset_path(*c).with_suffix(".peer.npz").exists()]
+        run_peer(todo)
+    elif not a.report:
         lsf = (None, 10.0) if a.ls_factors is None else tuple(a.ls_factors)
         run_grid(configs, skip_ours=a.field_only, skip_field=a.ours_only, ls_factors=lsf)
     df = collect(configs)
