@@ -1,0 +1,343 @@
+"""Differential-expression accuracy on planted genes: ours, kompot 0.8.0, pseudobulk DESeq2.
+
+    python benchmarks/accuracy_de.py --smoke               # 1 seed, 1,000 cells x 200 genes, no write
+    python benchmarks/accuracy_de.py                       # 5 seeds, 2,000 cells x 500 genes
+    python benchmarks/accuracy_de.py --seeds 0 1 2 --report  # table from cached runs only
+    python benchmarks/accuracy_de.py --report --reading bullets.md  # section with its reading
+
+Data: ``kompot.datasets.toy`` (branching trajectory, 3 replicate samples per
+condition, 6 cell types); ``n_de_genes=20`` genes shift their mean by
+``de_strength`` (natural log) in treated cells of one region (the late
+trunk), ``var["is_de"]`` is the truth. Rows that use the samples run on
+``toy()`` (per-sample abundance, expression and depth effects); rows that
+ignore them run on ``toy(replicate_effects=False)`` (exchangeable samples,
+same cells, genes and planted change), where ignoring samples is valid.
+
+Methods, each (method, seed) in a fresh process (``accuracy_de_child.py``):
+
+- ours: ``kompot.tl.compute_differential_expression`` at its defaults, with
+  and without ``sample_col``; score = Mahalanobis distance, q = tail FDR.
+- kompot 0.8.0 (the published package, ``benchmarks/.peer-venv``, run from a
+  temporary directory outside the source tree) at its defaults: without
+  samples its shuffled-gene null (``null_genes="auto"``) gives a tail FDR
+  (stored with ``store_additional_stats=True``) and ``is_de`` (local fdr <
+  0.05); with ``sample_col`` it switches its FDR off (Mahalanobis only).
+- pseudobulk DESeq2 per cell type (pydeseq2 in ``benchmarks/.milo-venv``): raw
+  counts summed per sample within each cell type (samples with >= 10 cells;
+  a cell type needs >= 2 such samples per condition), ``~condition`` Wald
+  test; per gene the smallest cell-type p-value times the number of tested
+  cell types (Bonferroni, clipped at 1), then Benjamini-Hochberg over genes;
+  score = -log10 of the corrected p-value.
+
+Metrics per run: gene AUROC of the score for ``is_de``; number of calls,
+observed false-discovery proportion (false calls / max(calls, 1)) and TPR at
+q <= 0.05 and 0.10. Runs are cached under ``benchmarks/_runs/accuracy_de/``.
+Appends (or replaces) the section "DE accuracy: planted genes against kompot
+0.8.0 and pseudobulk DESeq2" of ``benchmarks/RESULTS.md``.
+Not a test: nothing here runs in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+RUNS = HERE / "_runs" / "accuracy_de"
+CHILD = HERE / "accuracy_de_child.py"
+PEER_PY = HERE / ".peer-venv" / "bin" / "python"
+DESEQ_PY = HERE / ".milo-venv" / "bin" / "python"
+RESULTS = HERE / "RESULTS.md"
+SECTION = "## DE accuracy: planted genes against kompot 0.8.0 and pseudobulk DESeq2"
+QS = (0.05, 0.10)
+PEER_TIMEOUT = 900  # s; a peer run past this is recorded as a timeout
+
+# key -> (environment, child method, data uses replicate effects, sample_col)
+METHODS = {
+    "ours_samples": ("ours", "ours", True, "sample"),
+    "ours_nosamples": ("ours", "ours", False, None),
+    "peer_nosamples": ("peer", "peer", False, None),
+    "peer_samples": ("peer", "peer", True, "sample"),
+    "deseq2_samples": ("deseq2", "deseq2", True, "sample"),
+    "deseq2_nosamples": ("deseq2", "deseq2", False, "sample"),
+}
+# table rows: (label, method key, which q: "q" | "local_fdr" | None)
+ROWS = (
+    ("ours, `sample_col='sample'` (tail FDR)", "ours_samples", "q"),
+    ("ours, no samples (tail FDR)", "ours_nosamples", "q"),
+    ("kompot 0.8.0, no samples (tail FDR)", "peer_nosamples", "q"),
+    ("kompot 0.8.0, no samples (local fdr; its `is_de` at 0.05)", "peer_nosamples", "local_fdr"),
+    ("kompot 0.8.0, `sample_col='sample'` (no FDR with samples)", "peer_samples", None),
+    ("pseudobulk DESeq2 per cell type", "deseq2_samples", "q"),
+    ("pseudobulk DESeq2 per cell type", "deseq2_nosamples", "q"),
+)
+
+
+# ----------------------------------------------------------------- data
+def data_path(n_cells, n_genes, seed, rep):
+    return RUNS / f"toy_c{n_cells}_g{n_genes}_s{seed}_{'rep' if rep else 'norep'}.h5ad"
+
+
+def make_data(n_cells, n_genes, seed, rep):
+    path = data_path(n_cells, n_genes, seed, rep)
+    if not path.exists():
+        import kompot
+
+        a = kompot.datasets.toy(n_cells=n_cells, n_genes=n_genes, seed=seed, replicate_effects=rep)
+        a.write_h5ad(path)
+    return path
+
+
+def run_path(key, n_cells, n_genes, seed):
+    return RUNS / f"{key}_c{n_cells}_g{n_genes}_s{seed}"
+
+
+# ----------------------------------------------------------------- running children
+def run_one(key, n_cells, n_genes, seed):
+    """One (method, seed) in a fresh process; caches ``.npz`` + ``.json`` (or the error)."""
+    env_name, method, rep, sample_col = METHODS[key]
+    base = run_path(key, n_cells, n_genes, seed)
+    if base.with_suffix(".json").exists():
+        return json.loads(base.with_suffix(".json").read_text())
+    data = make_data(n_cells, n_genes, seed, rep)
+    py = {"ours": Path(sys.executable), "peer": PEER_PY, "deseq2": DESEQ_PY}[env_name]
+    if not py.exists():
+        meta = {"error": f"{py} missing"}
+        base.with_suffix(".json").write_text(json.dumps(meta))
+        return meta
+    work = Path(tempfile.mkdtemp(prefix=f"acc_de_{key}_"))
+    out = work / "res.npz"
+    cmd = [str(py), str(CHILD), "--method", method, "--data", str(data), "--out", str(out)]
+    if sample_col:
+        cmd += ["--sample-col", sample_col]
+    if env_name == "ours":
+        cwd, env = HERE.parent, dict(os.environ)
+    else:  # outside the source tree, so that `import kompot` is the published package
+        cwd, env = work, {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    timeout = PEER_TIMEOUT if env_name == "peer" else 3600
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        meta = {"error": f"timeout (> {timeout} s)"}
+    else:
+        if proc.returncode != 0 or not out.exists():
+            base.with_suffix(".stderr").write_text(proc.stderr)
+            if proc.returncode == -9:  # SIGKILL: on this machine, the kernel's OOM killer
+                meta = {"error": f"killed (SIGKILL, out of memory?) after "
+                                 f"{time.perf_counter() - t0:.0f} s"}
+            else:
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-4:]
+                meta = {"error": f"exit {proc.returncode}: " + " | ".join(tail)[:400]}
+        else:
+            meta = json.loads(proc.stdout.strip().splitlines()[-1])
+            shutil.copy(out, base.with_suffix(".npz"))
+    meta["wall_s"] = time.perf_counter() - t0
+    base.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+    return meta
+
+
+# ----------------------------------------------------------------- metrics
+def auroc(score, truth):
+    from scipy.stats import rankdata
+
+    s = np.where(np.isfinite(score), score, -np.inf)
+    r = rankdata(s)  # ties get mid-ranks
+    n1, n0 = truth.sum(), (~truth).sum()
+    return (r[truth].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def metrics(res, truth, qkey):
+    out = dict(auroc=auroc(res["score"], truth))
+    for qt in QS:
+        if qkey is None or not np.isfinite(res[qkey]).any():
+            out.update({f"calls_{qt}": np.nan, f"fdp_{qt}": np.nan, f"tpr_{qt}": np.nan})
+            continue
+        called = np.nan_to_num(res[qkey], nan=np.inf) <= qt
+        out[f"calls_{qt}"] = int(called.sum())
+        out[f"fdp_{qt}"] = (called & ~truth).sum() / max(called.sum(), 1)
+        out[f"tpr_{qt}"] = (called & truth).sum() / truth.sum()
+    return out
+
+
+def collect(n_cells, n_genes, seeds):
+    import anndata as ad
+
+    rows, errors = [], {}
+    for seed in seeds:
+        truths = {}
+        for rep in (True, False):
+            p = data_path(n_cells, n_genes, seed, rep)
+            if p.exists():
+                truths[rep] = ad.read_h5ad(p, backed="r").var["is_de"].to_numpy(bool)
+        for label, key, qkey in ROWS:
+            base = run_path(key, n_cells, n_genes, seed)
+            if not base.with_suffix(".json").exists():
+                continue
+            meta = json.loads(base.with_suffix(".json").read_text())
+            if "error" in meta:
+                errors.setdefault((label, key), []).append(f"seed {seed}: {meta['error']}")
+                continue
+            res = dict(np.load(base.with_suffix(".npz")))
+            truth = truths[METHODS[key][2]]
+            rows.append(dict(label=label, key=key, qkey=qkey, seed=seed,
+                             runtime=float(meta["runtime"]), **metrics(res, truth, qkey)))
+    return pd.DataFrame(rows), errors
+
+
+def describe_data(n_cells, n_genes, seeds):
+    """Share of cells in the DE region and how it falls on the cell types (first seed)."""
+    import anndata as ad
+
+    a = ad.read_h5ad(data_path(n_cells, n_genes, seeds[0], True))
+    reg = a.obs["de_region"].to_numpy(bool)
+    by_ct = a.obs.groupby("cell_type", observed=True)["de_region"].mean()
+    parts = ", ".join(f"{ct} {v:.0%}" for ct, v in by_ct.items() if v > 0.01)
+    sizes = a.obs["cell_type"].value_counts(normalize=True)
+    return (f"{int(a.var['is_de'].sum())} of {a.n_vars} genes planted, the change confined to "
+            f"{reg.mean():.0%} of the cells (seed {seeds[0]}; share of each cell type inside "
+            f"the region: {parts}; cell types hold "
+            f"{sizes.min():.0%}-{sizes.max():.0%} of the cells)")
+
+
+# ----------------------------------------------------------------- report
+def machine():
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    return (f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB, "
+            f"Python {platform.python_version()}")
+
+
+def table(df, errors, n_seeds):
+    head = ("| method | data | seeds | gene AUROC | calls q≤0.05 | FDP q≤0.05 | TPR q≤0.05 "
+            "| calls q≤0.10 | FDP q≤0.10 | TPR q≤0.10 | median runtime (s) |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
+    f2 = lambda v: "n/a" if not np.isfinite(v) else f"{v:.2f}"  # noqa: E731
+    f1 = lambda v: "n/a" if not np.isfinite(v) else f"{v:.1f}"  # noqa: E731
+    for label, key, qkey in ROWS:
+        data = "toy()" if METHODS[key][2] else "toy(replicate_effects=False)"
+        sub = df[(df.key == key) & (df.qkey.astype(str) == str(qkey))] if len(df) else df
+        err = errors.get((label, key), [])
+        if sub is None or len(sub) == 0:
+            if err:
+                lines.append(f"| {label} | {data} | 0 ({len(err)} tried) | failed, {err[0]} "
+                             "| | | | | | | |")
+            continue
+        m = sub.mean(numeric_only=True)
+        cells = [f2(m.auroc)]
+        for qt in QS:
+            if qkey is None:
+                cells += ["not available with samples", "–", "–"]
+            else:
+                cells += [f1(m[f"calls_{qt}"]), f2(m[f"fdp_{qt}"]), f2(m[f"tpr_{qt}"])]
+        seeds = f"{sub.seed.nunique()}" + (f" ({len(err)} failed)" if err else "")
+        lines.append(f"| {label} | {data} | {seeds} | " + " | ".join(cells)
+                     + f" | {sub.runtime.median():.1f} |")
+    return "\n".join(lines)
+
+
+def write_section(text):
+    """Replace our section of RESULTS.md (heading to the next '## ' heading), or append it."""
+    cur = RESULTS.read_text() if RESULTS.exists() else ""  # re-read right before writing
+    lines = cur.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION), None)
+    if start is None:
+        new = cur.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+                   len(lines))
+        tail = "".join(lines[end:])
+        new = "".join(lines[:start]) + text.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
+    RESULTS.write_text(new)
+
+
+def section(tab, cmd, desc, total_s, reading):
+    return "\n".join([
+        SECTION, "",
+        f"Machine: {machine()}; date: {date.today()}; wall time of all runs {total_s / 60:.1f} min "
+        "(one fresh process per method and seed, run one at a time on a shared machine).", "",
+        f"Command: `{cmd}`", "",
+        f"Data: `kompot.datasets.toy` at its defaults otherwise; {desc}. Rows that use the "
+        "samples run on `toy()` (per-sample abundance, expression and depth effects), rows "
+        "that ignore them on `toy(replicate_effects=False)` (exchangeable samples; same cells, "
+        "genes and planted change). Score: Mahalanobis distance (kompot), -log10 of the "
+        "Bonferroni-over-cell-types p-value (pseudobulk). FDP = false calls / max(calls, 1); "
+        "every number except the runtime is a mean over seeds. Every run is a fresh process; "
+        "the runtime is the method's call alone (data loading excluded).", "",
+        tab, "",
+        "### Reading (DE accuracy)", "",
+        reading.strip(), "",
+    ])
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--smoke", action="store_true", help="1 seed, 1,000 cells x 200 genes, no write")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--n-cells", type=int, default=2000)
+    p.add_argument("--n-genes", type=int, default=500)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--report", action="store_true", help="only aggregate cached runs")
+    p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    p.add_argument("--reading", default=None, help="file with the reading bullets (markdown)")
+    a = p.parse_args()
+    if a.smoke:
+        a.seeds, a.n_cells, a.n_genes, a.no_write = [0], 1000, 200, True
+    RUNS.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    if not a.report:
+        for seed in a.seeds:
+            for key in a.methods:
+                meta = run_one(key, a.n_cells, a.n_genes, seed)
+                msg = meta.get("error") or f"{meta['runtime']:.1f} s (wall {meta['wall_s']:.1f} s)"
+                print(f"{key} seed {seed}: {msg}", flush=True)
+    print(f"this invocation: {time.perf_counter() - t_start:.0f} s")
+    df, errors = collect(a.n_cells, a.n_genes, a.seeds)
+    total = sum(  # every cached run of these seeds, however many invocations it took
+        json.loads(run_path(k, a.n_cells, a.n_genes, s).with_suffix(".json").read_text())
+        .get("wall_s", 0.0)
+        for k in METHODS for s in a.seeds
+        if run_path(k, a.n_cells, a.n_genes, s).with_suffix(".json").exists())
+    if df.empty and not errors:
+        print("no cached runs")
+        return
+    df.to_csv(RUNS / f"rows_c{a.n_cells}_g{a.n_genes}.csv", index=False)
+    n_seeds = len(a.seeds)
+    tab = table(df, errors, n_seeds)
+    print(tab)
+    for (label, key), errs in errors.items():
+        print(label, key, *errs, sep="\n  ")
+    for key in a.methods:
+        f = run_path(key, a.n_cells, a.n_genes, a.seeds[0]).with_suffix(".json")
+        if f.exists():
+            meta = json.loads(f.read_text())
+            extra = {k: v for k, v in meta.items() if k not in ("var_columns",)}
+            print(key, json.dumps(extra)[:600])
+    print(f"machine: {machine()}; date: {date.today()}; wall time of all runs {total:.0f} s")
+    if a.no_write:
+        return
+    cmd = "python benchmarks/accuracy_de.py"
+    if a.seeds != [0, 1, 2, 3, 4]:
+        cmd += " --seeds " + " ".join(map(str, a.seeds))
+    if (a.n_cells, a.n_genes) != (2000, 500):
+        cmd += f" --n-cells {a.n_cells} --n-genes {a.n_genes}"
+    reading = Path(a.reading).read_text() if a.reading else "- (no reading given)"
+    write_section(section(tab, cmd, describe_data(a.n_cells, a.n_genes, a.seeds), total, reading))
+    print(f"wrote {SECTION!r} to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
