@@ -64,9 +64,10 @@ def main():
     for r in rows:
         acc = (f"AUROC region {r['auroc_region']:.3f}" if r["what"] == "da"
                else f"AUROC genes {r['auroc_genes']:.3f}")
+        mahalanobis = f"{r['mahalanobis_s']:.1f}" if "mahalanobis_s" in r else "–"
         lines.append(
             f"| {r['what'].upper()} | {r['n_cells']:,} | {r['fit_s']:.1f} | {r['predict_s']:.1f} | "
-            f"{r.get('mahalanobis_s', float('nan')):.1f} | {r['total_s']:.1f} | "
+            f"{mahalanobis} | {r['total_s']:.1f} | "
             f"{r['peak_rss_gb']:.1f} | {acc} |"
         )
     text = "\n".join(lines) + "\n"
