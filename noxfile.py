@@ -39,6 +39,21 @@ def lint(session):
 
 @nox.session
 def bench(session):
-    """Speed and accuracy benchmarks; writes benchmarks/RESULTS.md. ``-- --full`` for all sizes."""
+    """Benchmarks -> benchmarks/RESULTS.md (not tests; never in CI).
+
+    ``nox -s bench``: speed of the model classes at 10k cells (a few minutes).
+    ``nox -s bench -- --full``: speed at 10k and 50k cells, speed and agreement
+    against kompot 0.8.0, DA accuracy against Milo and MELD, DE accuracy
+    against kompot 0.8.0 and pseudobulk DESeq2 (about 1.5 hours on 2 cores).
+    The peers' virtual environments are created on first use
+    (``benchmarks/side_envs.py``).
+    """
     session.install("-e", ".")
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    if "--full" not in session.posargs:
+        session.run("python", "benchmarks/run.py", "--quick")
+        return
+    session.run("python", "benchmarks/run.py")
+    session.run("python", "benchmarks/peer_compare.py")
+    session.run("python", "benchmarks/accuracy_da.py")
+    session.run("python", "benchmarks/accuracy_da.py", "--peer", "--seeds", "0")
+    session.run("python", "benchmarks/accuracy_de.py")

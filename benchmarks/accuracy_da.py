@@ -37,12 +37,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import side_envs
 
 HERE = Path(__file__).resolve().parent
 RUNS = HERE / "_runs" / "accuracy_da"
-MILO_PY = HERE / ".milo-venv" / "bin" / "python"
 CHILD = HERE / "accuracy_milo_child.py"
-PEER_PY = HERE / ".peer-venv" / "bin" / "python"
 PEER_CHILD = HERE / "accuracy_peer_child.py"
 PEER = "kompot 0.8.0 (its defaults)"
 MANIFOLDS = ("linear", "branching", "clustered", "pbmc68k")
@@ -180,9 +179,11 @@ def run_ours(d, ls_factor=None):
 
 def run_field(paths):
     """Milo and MELD on every dataset, in the side venv, one process, from /tmp."""
-    if not MILO_PY.exists():
-        return {p: {"error": f"{MILO_PY} missing (see accuracy_milo_child.py)"} for p in paths}
-    proc = subprocess.run([str(MILO_PY), str(CHILD), *map(str, paths)], cwd="/tmp",
+    try:
+        milo_py = side_envs.python("field")
+    except subprocess.CalledProcessError as err:
+        return {p: {"error": f"could not create the Milo/MELD environment: {err}"} for p in paths}
+    proc = subprocess.run([str(milo_py), str(CHILD), *map(str, paths)], cwd="/tmp",
                           capture_output=True, text=True)
     if proc.returncode != 0:
         err = proc.stderr.strip().splitlines()[-5:]
@@ -192,11 +193,9 @@ def run_field(paths):
 
 def run_peer(paths):
     """kompot 0.8.0 at its defaults on every dataset, in its own venv, from /tmp."""
-    if not PEER_PY.exists():
-        print(f"{PEER_PY} missing (see benchmarks/peer_compare.py)", flush=True)
-        return
+    peer_py = side_envs.python("peer")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run([str(PEER_PY), str(PEER_CHILD), *map(str, paths)], cwd="/tmp", env=env,
+    subprocess.run([str(peer_py), str(PEER_CHILD), *map(str, paths)], cwd="/tmp", env=env,
                    check=False)
 
 

@@ -53,12 +53,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import side_envs
 
 HERE = Path(__file__).resolve().parent
 RUNS = HERE / "_runs" / "accuracy_de"
 CHILD = HERE / "accuracy_de_child.py"
-PEER_PY = HERE / ".peer-venv" / "bin" / "python"
-DESEQ_PY = HERE / ".milo-venv" / "bin" / "python"
 RESULTS = HERE / "RESULTS.md"
 SECTION = "## DE accuracy: planted genes against kompot 0.8.0 and pseudobulk DESeq2"
 QS = (0.05, 0.10)
@@ -112,9 +111,11 @@ def run_one(key, n_cells, n_genes, seed):
     if base.with_suffix(".json").exists():
         return json.loads(base.with_suffix(".json").read_text())
     data = make_data(n_cells, n_genes, seed, rep)
-    py = {"ours": Path(sys.executable), "peer": PEER_PY, "deseq2": DESEQ_PY}[env_name]
-    if not py.exists():
-        meta = {"error": f"{py} missing"}
+    try:
+        py = Path(sys.executable) if env_name == "ours" else side_envs.python(
+            {"peer": "peer", "deseq2": "field"}[env_name])
+    except subprocess.CalledProcessError as err:
+        meta = {"error": f"could not create the {env_name} environment: {err}"}
         base.with_suffix(".json").write_text(json.dumps(meta))
         return meta
     work = Path(tempfile.mkdtemp(prefix=f"acc_de_{key}_"))
@@ -249,6 +250,17 @@ def table(df, errors, n_seeds):
     return "\n".join(lines)
 
 
+def previous_reading():
+    """The reading of the section already in RESULTS.md, flagged for a re-check."""
+    cur = RESULTS.read_text() if RESULTS.exists() else ""
+    head = "### Reading (DE accuracy)"
+    if SECTION not in cur or head not in cur:
+        return "- (no reading given)"
+    body = cur.split(SECTION, 1)[1].split(head, 1)[1].split("\n## ", 1)[0].strip()
+    note = "- (Reading written for the previous run; check it against the table above.)"
+    return body if body.startswith(note) else note + "\n" + body
+
+
 def write_section(text):
     """Replace our section of RESULTS.md (heading to the next '## ' heading), or append it."""
     cur = RESULTS.read_text() if RESULTS.exists() else ""  # re-read right before writing
@@ -334,7 +346,7 @@ def main():
         cmd += " --seeds " + " ".join(map(str, a.seeds))
     if (a.n_cells, a.n_genes) != (2000, 500):
         cmd += f" --n-cells {a.n_cells} --n-genes {a.n_genes}"
-    reading = Path(a.reading).read_text() if a.reading else "- (no reading given)"
+    reading = Path(a.reading).read_text() if a.reading else previous_reading()
     write_section(section(tab, cmd, describe_data(a.n_cells, a.n_genes, a.seeds), total, reading))
     print(f"wrote {SECTION!r} to {RESULTS}")
 

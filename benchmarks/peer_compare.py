@@ -34,13 +34,13 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import side_envs
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 import kompot
 
 HERE = Path(__file__).resolve().parent
-PEER_PYTHON = HERE / ".peer-venv" / "bin" / "python"
 SECTION = "## Speed and agreement against kompot 0.8.0"
 READING = "### Reading"
 RUNNING: list[subprocess.Popen] = []  # the child in flight, killed if we are stopped
@@ -438,18 +438,19 @@ def main():
     p.add_argument("--timeout", type=float, default=25 * 60, help="seconds per stage and side")
     p.add_argument("--mem-limit-gb", type=float, default=12.0,
                    help="kill a stage whose resident memory passes this (shared machine)")
-    p.add_argument("--peer-python", type=Path, default=PEER_PYTHON)
+    p.add_argument("--peer-python", type=Path, default=None,
+                   help="interpreter with kompot 0.8.0 (default: benchmarks/.peer-venv, "
+                        "created on first use)")
     p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     p.add_argument("--no-peer-50k", action="store_true", help="run only ours at 50k cells")
     p.add_argument("--smoke", action="store_true",
                    help="all configurations at 1,000 cells, 1 repeat (use with --n-genes 200 --no-write)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = p.parse_args()
-    if not a.peer_python.exists():
-        raise SystemExit(
-            f"{a.peer_python} not found. Create it with: python -m venv {a.peer_python.parent.parent} "
-            f"&& {a.peer_python.parent}/pip install kompot==0.8.0 scanpy"
-        )
+    if a.peer_python is None:
+        a.peer_python = side_envs.python("peer")
+    elif not a.peer_python.exists():
+        raise SystemExit(f"{a.peer_python} not found; leave out --peer-python to create the default.")
     argv = " ".join(sys.argv[1:])
     command = f"python benchmarks/peer_compare.py{' ' + argv if argv else ''}"
     vers = versions(a.peer_python)
