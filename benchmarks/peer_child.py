@@ -12,30 +12,16 @@ checked). Imports nothing but the peer, anndata and numpy.
 
 import argparse
 import json
-import resource
 import time
 import warnings
 
 import anndata as ad
 import numpy as np
+from _proc import peak_rss_gb
 
 import kompot
 
 C1, C2 = "control", "treated"
-
-
-def peak_rss_gb():
-    """Peak resident memory of this process since it started (exec).
-
-    ``ru_maxrss`` would also count the parent's memory at the fork that started
-    us (Linux keeps that high-water mark across exec); ``VmHWM`` does not.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            kb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024**2
 
 
 def run_at_defaults(adata, a, obsm_key):

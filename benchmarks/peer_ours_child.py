@@ -9,31 +9,17 @@ length scale it chose, which the peer is then given.
 
 import argparse
 import json
-import resource
 import time
 import warnings
 
 import anndata as ad
 import numpy as np
+from _proc import peak_rss_gb
 
 import kompot
 from kompot.tl._defaults import DA_LS_FACTOR, DE_LS_FACTOR, N_LANDMARKS, OBSM_KEY
 
 C1, C2 = "control", "treated"
-
-
-def peak_rss_gb():
-    """Peak resident memory of this process since it started (exec).
-
-    ``ru_maxrss`` would also count the parent's memory at the fork that started
-    us (Linux keeps that high-water mark across exec); ``VmHWM`` does not.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            kb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024**2
 
 
 def main():
