@@ -144,6 +144,9 @@ def expression_null_distances(
         Replicate sample of each cell. When given, whole samples are swapped
         between conditions (all distinct splits if there are fewer than
         ``n_permutations``), so that between-sample variation stays in the null.
+        Without them, cells are permuted within the groups of cells nearest
+        to each landmark (when ``fit_kwargs`` holds ``landmarks``), which keeps
+        each condition's cell-state composition.
     de_kwargs, fit_kwargs
         Passed to the :class:`DifferentialExpression` constructor and its
         ``fit``; pass the real run's ``landmarks`` and ``ls`` so that the null
