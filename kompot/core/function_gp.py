@@ -86,54 +86,78 @@ def fit_function(
     *,
     sigma: float = 1.0,
     mu: float | np.ndarray = 0.0,
+    mean_weights: np.ndarray | None = None,
+    variance_mean_weights: np.ndarray | None = None,
     jitter: float = 1e-6,
     obs_variance: bool = True,
     batch_size: int | None = 10_000,
     progress: bool = False,
 ) -> FunctionFit:
-    """Fit the landmark GP to every column of ``Y`` (dense or scipy sparse)."""
-    X = np.asarray(X, np.float64)
-    landmarks = np.asarray(landmarks, np.float64)
-    if not np.isscalar(sigma) and np.ndim(sigma) != 0:
-        raise ValueError("sigma must be a single positive number (one noise level for all genes).")
-    sigma = float(sigma)
-    if not sigma > 0:
-        raise ValueError(
-            f"sigma must be positive, got {sigma}: with sigma=0 the landmark GP divides by zero."
-        )
-    n, m = X.shape[0], landmarks.shape[0]
-    n_genes = Y.shape[1]
-    Lp = safe_cholesky(
-        kernel_matrix(cov_func, landmarks, landmarks) + jitter * np.eye(m),
-        what="landmark covariance",
+    """Fit the landmark GP to every column of ``Y`` (dense or scipy sparse).
+
+    The prior mean is ``mu`` plus, with ``mean_weights`` (m, G), the function
+    ``K(x, landmarks) @ mean_weights`` on the same landmarks and kernel;
+    ``variance_mean_weights`` does the same for the smoothed empirical
+    variance, whose prior mean is otherwise 0. Passing another fit's weights
+    (e.g. of a pooled fit) makes this fit revert to that one where it has few
+    cells, instead of to a constant.
+    """
+    return fit_function_parts(
+        [(X, Y)], landmarks, cov_func, sigma=sigma, mu=mu, mean_weights=mean_weights,
+        variance_mean_weights=variance_mean_weights, jitter=jitter, obs_variance=obs_variance,
+        batch_size=batch_size, progress=progress,
     )
 
-    def rows(s):
-        block = Y[s]
-        block = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
-        return block.astype(np.float64, copy=False) - mu
 
-    slices = list(block_slices(n, batch_size, progress=progress, desc="fit expression GP"))
+def fit_function_parts(
+    parts,
+    landmarks: np.ndarray,
+    cov_func,
+    *,
+    sigma: float = 1.0,
+    mu: float | np.ndarray = 0.0,
+    mean_weights: np.ndarray | None = None,
+    variance_mean_weights: np.ndarray | None = None,
+    jitter: float = 1e-6,
+    obs_variance: bool = True,
+    batch_size: int | None = 10_000,
+    progress: bool = False,
+) -> FunctionFit:
+    """:func:`fit_function` on the cells of several ``(X, Y)`` parts together.
+
+    The parts (e.g. the two conditions, for a pooled fit) are accumulated block
+    by block and never stacked, so no copy of the expression is made.
+    """
+    landmarks = np.asarray(landmarks, np.float64)
+    sigma = _check_sigma(sigma)
+    m = landmarks.shape[0]
+    parts = [(np.asarray(X, np.float64), Y) for X, Y in parts]
+    n_genes = parts[0][1].shape[1]
+    mean_weights = _check_prior(mean_weights, (m, n_genes), "mean_weights")
+    variance_mean_weights = _check_prior(variance_mean_weights, (m, n_genes),
+                                         "variance_mean_weights")
+    Lp = landmark_cholesky(landmarks, cov_func, jitter)
+    n = sum(X.shape[0] for X, _ in parts)
     # The whitened kernel blocks are reused by the empirical-variance pass
     # when they fit in memory; otherwise they are recomputed there.
     keep = obs_variance and n * m * 8 <= _WHITENED_CACHE_BYTES
-    cache = []
-
-    def whitened(s):
-        # A = Lp^{-1} K_ux keeps A A^T numerically PSD (see density.py).
-        return lower_solve(Lp, kernel_matrix(cov_func, X[s], landmarks).T)
-
+    blocks = []  # (X, Y, slice, cached whitened kernel or None)
     AAt = np.zeros((m, m))
     AR = np.zeros((m, n_genes))
-    for s in slices:
-        A = whitened(s)
-        AAt += A @ A.T
-        AR += A @ rows(s)
-        if keep:
-            cache.append(A)
+    for X, Y in parts:
+        for s in block_slices(X.shape[0], batch_size, progress=progress, desc="fit expression GP"):
+            A = _whitened(X[s], Lp, cov_func, landmarks)
+            AAt += A @ A.T
+            AR += A @ _rows(Y, s, mu)
+            blocks.append((X, Y, s, A if keep else None))
+    if mean_weights is not None:
+        # Fit the residual from the prior mean function: A (y - A^T Lp^T w0).
+        AR -= AAt @ (Lp.T @ mean_weights)
     LB = safe_cholesky(np.eye(m) + AAt / sigma**2, what="expression GP system")
     fit = FunctionFit(landmarks, cov_func, Lp, LB, None, mu, sigma, n)
     fit.weights = fit._solve_weights_whitened(AR)
+    if mean_weights is not None:
+        fit.weights += mean_weights
     if not obs_variance:
         return fit
 
@@ -143,11 +167,57 @@ def fit_function(
     # and the fitted mean at the cells is mu + A^T (Lp^T weights).
     whitened_weights = fit.Lp.T @ fit.weights
     AR2 = np.zeros((m, n_genes))
-    for i, s in enumerate(slices):
-        A = cache[i] if keep else whitened(s)
+    for X, Y, s, A in blocks:
+        A = _whitened(X[s], Lp, cov_func, landmarks) if A is None else A
         h = np.sum(lower_solve(LB, A) ** 2, axis=0) / sigma**2
-        resid = rows(s) - A.T @ whitened_weights
+        resid = _rows(Y, s, mu) - A.T @ whitened_weights
         r2 = resid**2 / np.maximum(1.0 - h, 1e-12)[:, None] ** 2
         AR2 += A @ r2
+    if variance_mean_weights is not None:
+        AR2 -= AAt @ (Lp.T @ variance_mean_weights)
     fit.variance_weights = fit._solve_weights_whitened(AR2)
+    if variance_mean_weights is not None:
+        fit.variance_weights += variance_mean_weights
     return fit
+
+
+def landmark_cholesky(landmarks: np.ndarray, cov_func, jitter: float) -> np.ndarray:
+    """``chol(K_uu + jitter I)``."""
+    m = landmarks.shape[0]
+    return safe_cholesky(
+        kernel_matrix(cov_func, landmarks, landmarks) + jitter * np.eye(m),
+        what="landmark covariance",
+    )
+
+
+def _check_prior(weights, shape, name):
+    if weights is None:
+        return None
+    weights = np.asarray(weights, np.float64)
+    if weights.shape != shape:
+        raise ValueError(
+            f"{name} must have shape (n_landmarks, n_genes) = {shape}, got {weights.shape}."
+        )
+    return weights
+
+
+def _check_sigma(sigma) -> float:
+    if not np.isscalar(sigma) and np.ndim(sigma) != 0:
+        raise ValueError("sigma must be a single positive number (one noise level for all genes).")
+    sigma = float(sigma)
+    if not sigma > 0:
+        raise ValueError(
+            f"sigma must be positive, got {sigma}: with sigma=0 the landmark GP divides by zero."
+        )
+    return sigma
+
+
+def _whitened(X: np.ndarray, Lp: np.ndarray, cov_func, landmarks: np.ndarray) -> np.ndarray:
+    # A = Lp^{-1} K_ux keeps A A^T numerically PSD (see density.py).
+    return lower_solve(Lp, kernel_matrix(cov_func, X, landmarks).T)
+
+
+def _rows(Y, s, mu) -> np.ndarray:
+    block = Y[s]
+    block = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
+    return block.astype(np.float64, copy=False) - mu

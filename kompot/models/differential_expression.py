@@ -9,6 +9,8 @@ import pandas as pd
 
 from ..core.blocks import block_slices
 from ..core.fdr import fdr_dataframe
+from ..core.function_gp import fit_function_parts
+from ..core.kernel import matern52
 from ..core.landmarks import shared_hyperparameters
 from ..core.linalg import lower_solve
 from ..core.mahalanobis import mahalanobis_distances
@@ -60,6 +62,10 @@ class DifferentialExpression:
     ----------
     mahalanobis_distances
         Distances of the last :meth:`compute_mahalanobis_distances`, per gene.
+    prior_mean_weights, prior_variance_weights
+        Landmark weights ``(n_landmarks, n_genes)`` of the prior means of
+        expression and empirical variance that both conditions' fits shared
+        (see :meth:`fit`), or ``None``.
     """
 
     def __init__(
@@ -95,6 +101,8 @@ class DifferentialExpression:
         self.max_memory_ratio = max_memory_ratio
         self.mahalanobis_distances = None
         self.landmarks = None
+        self.prior_mean_weights = None
+        self.prior_variance_weights = None
         self._given_models = model1 is not None and model2 is not None
 
         def make(fp, vp, op, given):
@@ -131,8 +139,18 @@ class DifferentialExpression:
         """Fit both conditions' expression models on shared landmarks and length scale.
 
         Predictions are not computed here; call :meth:`predict`.
-        ``function_kwargs`` go to :meth:`ExpressionModel.fit` (``mu``, ``jitter``,
-        ``cov_func``).
+        ``function_kwargs`` go to :meth:`ExpressionModel.fit` (``mu``,
+        ``mean_weights``, ``variance_mean_weights``, ``jitter``, ``cov_func``).
+
+        Unless ``mu`` or ``mean_weights`` is given, both conditions share one
+        prior mean: a GP fitted to the cells of both conditions together (and
+        its empirical variance, for theirs). Where a condition has few cells
+        (a state it depletes), its fit then reverts to what the other
+        condition shows there: the fold change goes to 0 with a wide
+        uncertainty -- not to minus the expression, as with a constant prior
+        mean of 0 -- and the empirical variance does not shrink towards 0.
+        Without this, genes expressed in a differentially abundant region
+        look changed.
         """
         if self._given_models:
             logger.info("model1 and model2 were given fitted; fit() leaves them as they are.")
@@ -167,6 +185,21 @@ class DifferentialExpression:
             [X1, X2], n_landmarks=self.n_landmarks, landmarks=landmarks, ls=ls,
             ls_factor=ls_factor, random_state=self.random_state,
         )
+        own_fits = (self.model1._external_predictor is None
+                    and self.model2._external_predictor is None)
+        if own_fits and "mu" not in function_kwargs and function_kwargs.get("mean_weights") is None:
+            pooled = fit_function_parts(
+                [(X1, y_condition1), (X2, y_condition2)], self.landmarks,
+                cov_func if cov_func is not None else matern52(ls), sigma=sigma,
+                jitter=function_kwargs.get("jitter", 1e-6),
+                obs_variance=self.use_empirical_variance, batch_size=max(self.batch_size, 2000),
+            )
+            function_kwargs["mean_weights"] = pooled.weights
+            function_kwargs["variance_mean_weights"] = pooled.variance_weights
+        # Kept so that refits on relabelled cells (the permutation null) can
+        # reuse them: the union of the cells, and so the pooled fit, is the same.
+        self.prior_mean_weights = function_kwargs.get("mean_weights")
+        self.prior_variance_weights = function_kwargs.get("variance_mean_weights")
         common = dict(
             sigma=sigma, ls=ls, landmarks=self.landmarks, sample_estimator_ls=sample_estimator_ls,
             allow_single_condition_variance=allow_single_condition_variance, **function_kwargs,

@@ -15,7 +15,7 @@ from .sample_variance import SampleVarianceEstimator
 
 logger = logging.getLogger("kompot")
 
-_FUNCTION_KWARGS = {"mu", "jitter", "cov_func"}
+_FUNCTION_KWARGS = {"mu", "mean_weights", "variance_mean_weights", "jitter", "cov_func"}
 
 
 def _as_array(fn_out) -> np.ndarray:
@@ -105,9 +105,14 @@ class ExpressionModel:
     ) -> ExpressionModel:
         """Fit the mean GP (and variance components) to one condition.
 
-        ``function_kwargs`` may set ``mu`` (prior mean), ``jitter`` and
+        ``function_kwargs`` may set ``mu`` (constant prior mean, per gene or
+        for all), ``mean_weights`` (a prior mean function ``K(x, landmarks) @
+        mean_weights`` on these landmarks and kernel, shape ``(n_landmarks,
+        n_genes)``), ``variance_mean_weights`` (the same for the empirical
+        variance, whose prior mean is otherwise 0), ``jitter`` and
         ``cov_func`` (a mellon covariance object replacing Matérn-5/2 with
-        length scale ``ls``).
+        length scale ``ls``). Replicate samples' fits (mean and empirical
+        variance) revert to this condition's fit where a sample has few cells.
 
         With ``sample_indices`` a :class:`SampleVarianceEstimator` is fitted
         on the replicate samples; if fewer than 2 samples qualify this raises,
@@ -143,6 +148,8 @@ class ExpressionModel:
             want_obs = self.use_empirical_variance and self._obs_variance_predictor is None
             self._fit = fit_function(
                 X, y, landmarks, cov_func, sigma=sigma, mu=function_kwargs.get("mu", 0.0),
+                mean_weights=function_kwargs.get("mean_weights"),
+                variance_mean_weights=function_kwargs.get("variance_mean_weights"),
                 jitter=jitter, obs_variance=want_obs, batch_size=max(self.batch_size, 2000),
             )
             self._predictor = function_predictor(self._fit, jitter)
@@ -151,6 +158,13 @@ class ExpressionModel:
             estimator = SampleVarianceEstimator(eps=self.eps, estimator_type="function")
             kwargs = {"landmarks": landmarks, "sigma": sigma, "jitter": jitter,
                       "mu": function_kwargs.get("mu", 0.0)}
+            if self._fit is not None and not sample_estimator_ls:
+                # A sample with few cells in some state then reverts to its
+                # condition there, instead of to a constant: it adds no
+                # spurious between-sample variance, and its empirical variance
+                # does not shrink towards 0.
+                kwargs["mean_weights"] = self._fit.weights
+                kwargs["variance_mean_weights"] = self._fit.variance_weights
             kwargs["cov_func"] = matern52(sample_estimator_ls) if sample_estimator_ls else cov_func
             try:
                 self._variance_predictor = estimator.fit(X, y, sample_indices, estimator_kwargs=kwargs)

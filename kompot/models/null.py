@@ -149,15 +149,18 @@ def expression_null_distances(
         each condition's cell-state composition.
     de_kwargs, fit_kwargs
         Passed to the :class:`DifferentialExpression` constructor and its
-        ``fit``; pass the real run's ``landmarks`` and ``ls`` so that the null
-        uses exactly the same hyper-parameters.
+        ``fit``; pass the real run's ``landmarks``, ``ls``, ``mean_weights``
+        and ``variance_mean_weights`` (its
+        :attr:`~DifferentialExpression.prior_mean_weights` and
+        ``prior_variance_weights``, all genes) so that the null uses exactly
+        the same hyper-parameters and does not refit the pooled prior, which
+        no relabelling changes.
     n_null_genes
         Genes (drawn at random for each permutation) whose distances enter
-        the null; ``None`` (default) uses all. The smallest p-value is
-        ``1 / (N + 1)`` for ``N`` pooled null distances, and Benjamini-Hochberg
-        needs about ``q * k / G`` to call ``k`` of ``G`` genes; all genes over
-        5 permutations (``N = 5 G``) resolve that for ``k >= 4`` at q = 0.05,
-        whereas 500 genes of 2,000 need ``k >= 16``. Subsample only to save time.
+        the null; ``None`` (default) uses all. The empirical p-value resolves
+        ``1 / (N + 1)`` for ``N`` pooled null distances; beyond that
+        :func:`kompot.core.fdr.null_pvalues` extrapolates a generalised Pareto
+        tail, so a subsample still gives small p-values, only conservatively.
     rescale_to
         The observed distances of the real run. When given (and at least
         :data:`MIN_GENES_FOR_RESCALING` genes enter each permutation), each
@@ -202,9 +205,13 @@ def expression_null_distances(
         if n_null_genes is not None and n_null_genes < n_genes:
             genes = np.sort(rng.choice(n_genes, size=n_null_genes, replace=False))
         Yg = Y[:, genes]
+        kwargs = dict(fit_kwargs)
+        for name in ("mean_weights", "variance_mean_weights"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = np.asarray(kwargs[name])[:, genes]
         de = DifferentialExpression(**de_kwargs)
         de.fit(X[mask], _take_rows(Yg, mask), X[~mask], _take_rows(Yg, ~mask),
-               condition1_sample_indices=s1, condition2_sample_indices=s2, **fit_kwargs)
+               condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
         distances = de.compute_mahalanobis_distances(de.landmarks, progress=False)
         if rescale_to is not None and genes.size >= MIN_GENES_FOR_RESCALING:
             distances = distances * _median_ratio(rescale_to, distances)

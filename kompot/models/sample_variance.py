@@ -32,8 +32,9 @@ logger = logging.getLogger("kompot")
 _ESTIMATOR_TYPES = ("function", "density")
 # Refuse to materialise a dense n x n x G covariance above this size.
 _MAX_DENSE_BYTES = 4 * 1024**3
-_SUPPORTED_KWARGS = {"landmarks", "ls", "sigma", "mu", "d", "jitter", "cov_func", "n_landmarks",
-                     "random_state", "obs_variance", "batch_size"}
+_SUPPORTED_KWARGS = {"landmarks", "ls", "sigma", "mu", "mean_weights", "variance_mean_weights",
+                     "d", "jitter", "cov_func", "n_landmarks", "random_state", "obs_variance",
+                     "batch_size"}
 
 
 class SampleVarianceEstimator:
@@ -102,7 +103,9 @@ class SampleVarianceEstimator:
         """Fit one estimator per group with at least ``min_cells`` cells.
 
         ``estimator_kwargs`` may set ``landmarks``, ``ls``, ``sigma``,
-        ``mu``, ``d``, ``jitter``, ``cov_func``, ``n_landmarks``,
+        ``mu``, ``mean_weights`` and ``variance_mean_weights`` (function
+        estimators: prior means ``K(x, landmarks) @ weights`` of every group's
+        mean and empirical variance), ``d``, ``jitter``, ``cov_func``, ``n_landmarks``,
         ``random_state``; missing landmarks and length scale are computed
         from all of ``X`` so that every group shares them.
 
@@ -164,7 +167,9 @@ class SampleVarianceEstimator:
             if self.estimator_type == "function":
                 fit = fit_function(
                     X[mask], Y[mask], landmarks, cov_func,
-                    sigma=kwargs.get("sigma", 1.0), mu=kwargs.get("mu", 0.0), jitter=jitter,
+                    sigma=kwargs.get("sigma", 1.0), mu=kwargs.get("mu", 0.0),
+                    mean_weights=kwargs.get("mean_weights"),
+                    variance_mean_weights=kwargs.get("variance_mean_weights"), jitter=jitter,
                     obs_variance=kwargs.get("obs_variance", True),
                     batch_size=kwargs.get("batch_size", 10_000),
                 )

@@ -29,3 +29,14 @@ OBSM_KEY = "DM_EigenVectors"
 
 # Label permutations for the DE and DA nulls; each one refits both conditions.
 N_PERMUTATIONS = 5
+
+# Genes per permutation in the DE null, so that its cost stops growing with
+# the panel. Beyond the resolution of the 5,000 pooled null distances the
+# p-values come from a generalised Pareto tail (kompot/core/fdr.py). On toy
+# data with 2,000 genes, 1,000 against all genes: DE with FDR at 10k cells
+# 26 s instead of 39 s; without replicates about the same TPR at q = 0.05
+# (0.81 vs 0.83, FDP 0.05 both); with 3 vs 3 samples the tail is reached
+# sooner and TPR at q = 0.05 drops (0.30 vs 0.49; q = 0.10: 0.60 vs 0.66),
+# so with replicates and a few thousand genes n_null_genes=None is worth its
+# time.
+N_NULL_GENES = 1000

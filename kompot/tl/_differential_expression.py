@@ -11,7 +11,7 @@ from ..core.blocks import block_slices
 from ..models import DifferentialExpression
 from ..models.null import expression_null_distances
 from . import _inputs as inp
-from ._defaults import DE_LS_FACTOR, N_LANDMARKS, N_PERMUTATIONS, OBSM_KEY
+from ._defaults import DE_LS_FACTOR, N_LANDMARKS, N_NULL_GENES, N_PERMUTATIONS, OBSM_KEY
 from ._record import make_record, write_run
 
 # Cells predicted at once; bounds the float64 working memory to chunk x genes.
@@ -40,7 +40,7 @@ def compute_differential_expression(
     fdr: bool = True,
     fdr_threshold: float = 0.05,
     n_permutations: int = N_PERMUTATIONS,
-    n_null_genes: int | None = None,
+    n_null_genes: int | None = N_NULL_GENES,
     store_layers: bool = True,
     random_state: int | None = 0,
     batch_size: int = 500,
@@ -115,11 +115,14 @@ def compute_differential_expression(
         Label permutations of the null (each refits both conditions for all
         analysed genes, whose distances are pooled into the null).
     n_null_genes
-        Genes drawn at random per permutation for the null; ``None`` uses all
-        analysed genes. Fewer genes make the null cheaper but coarser: the
-        smallest p-value is ``1 / (n_permutations * n_null_genes + 1)``, which
-        must stay well below ``fdr_threshold * k / n_genes`` for ``k`` true
-        genes to be called.
+        Genes drawn at random per permutation for the null (all analysed
+        genes when there are fewer); ``None`` uses all. The null then costs
+        ``n_permutations`` refits of at most this many genes, whatever the
+        panel size. Beyond the ``n_permutations * n_null_genes`` null
+        distances, p-values come from a generalised Pareto fit to the null's
+        tail, which is valid but conservative: with replicates (few distinct
+        sample splits) and thousands of genes, ``None`` finds more genes at
+        the same FDR (``docs/significance.md``).
     store_layers
         Write the cells x genes layers (five float32 arrays of
         ``n_obs x n_vars``: 40 GB at a million cells and 2,000 genes);
@@ -219,7 +222,9 @@ def compute_differential_expression(
     if fdr:
         # The union of both conditions' cells is the same under any relabelling,
         # so the null reuses the real run's landmarks and length scale exactly.
-        null_fit = {**fit_kwargs, "landmarks": model.landmarks, "ls": fitted_ls}
+        null_fit = {**fit_kwargs, "landmarks": model.landmarks, "ls": fitted_ls,
+                    "mean_weights": model.prior_mean_weights,
+                    "variance_mean_weights": model.prior_variance_weights}
         null = expression_null_distances(
             X[mask1], Y1, X[mask2], Y2, n_permutations=n_permutations,
             condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],

@@ -109,3 +109,37 @@ def test_bridge_predictors_equal_the_fits(problem):
     np.testing.assert_allclose(np.asarray(q(X[:20])), ffit.mean(X[:20]), atol=1e-10)
     np.testing.assert_allclose(np.asarray(q.covariance(X[:20])), ffit.covariance_diag(X[:20]),
                                atol=1e-10)
+
+
+def test_prior_mean_functions_match_a_dense_reference(problem):
+    # mellon has no prior mean function; the reference is the landmark GP's
+    # formulas written densely: weights = w0 + (s^2 Kuu + Kux Kxu)^-1 Kux (y - Kxu w0).
+    X, Y, U, _, ls = problem
+    cov = matern52(ls)
+    rng = np.random.default_rng(1)
+    w0, v0 = rng.normal(size=(len(U), 3)), np.abs(rng.normal(size=(len(U), 3)))
+    fit = fit_function(X, Y, U, cov, sigma=0.6, mean_weights=w0, variance_mean_weights=v0,
+                       batch_size=257)
+    Kxu = kernel_matrix(cov, X, U)
+    system = 0.36 * (kernel_matrix(cov, U, U) + 1e-6 * np.eye(len(U))) + Kxu.T @ Kxu
+    weights = w0 + np.linalg.solve(system, Kxu.T @ (Y - Kxu @ w0))
+    np.testing.assert_allclose(fit.weights, weights, rtol=1e-6, atol=1e-8)
+    leverage = np.einsum("ij,ji->i", Kxu, np.linalg.solve(system, Kxu.T))
+    r2 = (Y - Kxu @ weights) ** 2 / (1 - leverage)[:, None] ** 2
+    variance = v0 + np.linalg.solve(system, Kxu.T @ (r2 - Kxu @ v0))
+    # The dense system is ill-conditioned (its smallest scale is s^2 * jitter);
+    # solving it directly agrees with the whitened solves to ~1e-6 here.
+    np.testing.assert_allclose(fit.variance_weights, variance, rtol=1e-4, atol=1e-5)
+
+
+def test_fit_on_parts_equals_fit_on_stacked_cells(problem):
+    from kompot.core.function_gp import fit_function_parts
+
+    X, Y, U, _, ls = problem
+    cov = matern52(ls)
+    whole = fit_function(X, Y, U, cov, sigma=0.6)
+    parts = fit_function_parts([(X[:500], Y[:500]), (X[500:], Y[500:])], U, cov, sigma=0.6,
+                               batch_size=211)
+    np.testing.assert_allclose(parts.weights, whole.weights, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(parts.variance_weights, whole.variance_weights, rtol=1e-9,
+                               atol=1e-10)

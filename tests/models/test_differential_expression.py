@@ -132,3 +132,55 @@ def test_mismatched_genes_raise(toy_split):
     t = toy_split
     with pytest.raises(ValueError, match="same genes"):
         kompot.DifferentialExpression().fit(t["X1"], t["Y1"][:, :3], t["X2"], t["Y2"][:, :4])
+
+
+def test_a_state_only_one_condition_reaches_does_not_make_genes_de():
+    # Treated cells alone form a separate cluster (a state control never
+    # reaches). Where control has no cells its fit must revert to what the
+    # pooled data show, not to 0: otherwise every gene expressed in that
+    # cluster gets a fold change of minus its expression there.
+    toy = kompot.datasets.toy(n_cells=2000, n_genes=100, seed=1, replicate_effects=False)
+    X = toy.obsm["DM_EigenVectors"].copy()
+    treated = (toy.obs["condition"] == "treated").to_numpy()
+    enriched = toy.obs["true_log_density_ratio"].to_numpy() > 1.0
+    keep = ~(enriched & ~treated)
+    X[enriched, 0] += 20.0  # far beyond any length scale
+    X, Y, treated, enriched = X[keep], np.asarray(toy.X)[keep], treated[keep], enriched[keep]
+    is_de = toy.var["is_de"].to_numpy()
+    de = kompot.DifferentialExpression(n_landmarks=200, random_state=0)
+    de.fit(X[~treated], Y[~treated], X[treated], Y[treated], ls_factor=0.5)
+    out = de.predict(X[enriched], compute_mahalanobis=False, progress=False)
+    expression = Y[enriched][:, ~is_de].mean()
+    assert expression > 1.0
+    assert np.abs(out["fold_change"][:, ~is_de]).mean() < 0.1 * expression
+    distances = de.compute_mahalanobis_distances(de.landmarks, progress=False)
+    assert roc_auc_score(is_de, distances) >= 0.95
+    # With a constant prior mean of 0 (mu=0) the same data go wrong.
+    zero = kompot.DifferentialExpression(n_landmarks=200, random_state=0)
+    zero.fit(X[~treated], Y[~treated], X[treated], Y[treated], ls_factor=0.5, mu=0.0)
+    out0 = zero.predict(X[enriched], compute_mahalanobis=False, progress=False)
+    assert np.abs(out0["fold_change"][:, ~is_de]).mean() > 0.5 * expression
+
+
+def test_condition_fits_use_the_pooled_fit_as_prior_mean(toy_split):
+    from kompot.core.function_gp import fit_function
+    from kompot.core.kernel import matern52
+
+    t = toy_split
+    de = kompot.DifferentialExpression(n_landmarks=100, random_state=0)
+    de.fit(t["X1"], t["Y1"], t["X2"], t["Y2"], ls_factor=0.5)
+    cov = matern52(de.model1.ls)
+    X = np.vstack([t["X1"], t["X2"]])
+    pooled = fit_function(X, np.vstack([t["Y1"], t["Y2"]]), de.landmarks, cov)
+    np.testing.assert_allclose(de.prior_mean_weights, pooled.weights, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(de.prior_variance_weights, pooled.variance_weights, rtol=1e-8,
+                               atol=1e-10)
+    alone = kompot.ExpressionModel(n_landmarks=None)
+    alone.fit(t["X1"], t["Y1"], ls=de.model1.ls, landmarks=de.landmarks,
+              mean_weights=pooled.weights, variance_mean_weights=pooled.variance_weights)
+    np.testing.assert_allclose(de.model1.predict(t["X"][:50], progress=False),
+                               alone.predict(t["X"][:50], progress=False), rtol=1e-8, atol=1e-10)
+    # An explicit constant prior mean switches the pooled prior off.
+    plain = kompot.DifferentialExpression(n_landmarks=100, random_state=0)
+    plain.fit(t["X1"], t["Y1"], t["X2"], t["Y2"], ls_factor=0.5, mu=0.0)
+    assert plain.prior_mean_weights is None

@@ -6,7 +6,7 @@ from scipy import sparse
 from tl_testing import C1, FAST, assert_adata_equal
 
 import kompot.tl
-from kompot._keys import DEKeys, SmoothKeys
+from kompot._keys import SmoothKeys
 
 KEYS = SmoothKeys("kompot_smooth")
 
@@ -29,20 +29,17 @@ def test_fields(smooth):
     assert sorted(record["fields"]["layers"]) == sorted(KEYS.layer_names())
 
 
-def test_matches_the_condition_model_of_de(smooth):
-    """Fitted on one condition's cells, it is that condition's half of a DE run."""
-    adata = smooth.copy()
-    kompot.tl.compute_differential_expression(adata, "condition", C1, "treated", fdr=False, **FAST)
-    # DE picks landmarks from both conditions; pass the same ones to compare the models.
-    landmarks = adata.uns["kompot_de"]["landmarks"]
-    kompot.tl.compute_smoothed_expression(
-        adata, groupby="condition", condition=C1, landmarks=landmarks,
-        ls=adata.uns["kompot_de"]["ls"], key_added="same", **FAST,
-    )
-    de = DEKeys("kompot_de", C1, "treated")
-    np.testing.assert_allclose(adata.layers["same_smoothed"], adata.layers[de.smoothed(C1)],
+def test_is_the_expression_model_of_that_condition(smooth, small):
+    """Fitted on one condition's cells, it is an ExpressionModel of those cells."""
+    record = smooth.uns["kompot_smooth"]
+    cells = (small.obs["condition"] == C1).to_numpy()
+    X = small.obsm["DM_EigenVectors"]
+    model = kompot.ExpressionModel(n_landmarks=None)
+    model.fit(X[cells], np.asarray(small.X[cells], np.float64), ls=record["ls"],
+              landmarks=np.asarray(record["landmarks"]))
+    np.testing.assert_allclose(smooth.layers[KEYS.smoothed], model.predict(X, progress=False),
                                rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(adata.layers["same_std"], adata.layers[de.std(C1)],
+    np.testing.assert_allclose(smooth.layers[KEYS.std], model.std(X, progress=False),
                                rtol=1e-5, atol=1e-6)
 
 
