@@ -144,7 +144,13 @@ def _pareto_tail(sorted_null: np.ndarray) -> tuple[float, float, float, float] |
     excess = squared[-n_tail:] - threshold
     if not np.ptp(excess) > 0:
         return None
-    shape, _, scale = genpareto.fit(excess, floc=0.0)
+    try:
+        with warnings.catch_warnings():
+            # The optimiser may step through invalid shapes on its way.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            shape, _, scale = genpareto.fit(excess, floc=0.0)
+    except (ValueError, RuntimeError, FloatingPointError):
+        shape, scale = np.nan, np.nan
     if not (np.isfinite(shape) and np.isfinite(scale) and scale > 0) or shape < 0:
         shape, scale = 0.0, float(np.mean(excess))  # the exponential MLE
     shape += TAIL_SHAPE_MARGIN * (1.0 + shape) / np.sqrt(n_tail)

@@ -269,3 +269,15 @@ def test_tail_pvalues_of_a_heavy_tailed_null_stay_valid():
     rates = [np.mean(fdr_module.null_pvalues(draw(20_000), np.sort(draw(2500))) <= 1e-3) / 1e-3
              for _ in range(60)]
     assert np.mean(rates) <= 1.1
+
+
+def test_tail_of_a_null_with_ties_or_few_values_falls_back_to_counting():
+    observed = np.array([1.0, 5.0, 50.0])
+    few = np.sort(np.linspace(0.0, 4.0, fdr_module.TAIL_MIN_NULL - 1))
+    np.testing.assert_array_equal(
+        fdr_module.null_pvalues(observed, few),
+        fdr_module.null_pvalues(observed, few, extrapolate_tail=False),
+    )
+    tied = np.sort(np.concatenate([np.linspace(0.0, 1.0, 500), np.full(500, 2.0)]))
+    p = fdr_module.null_pvalues(observed, tied)
+    assert p[-1] == pytest.approx(1.0 / (1.0 + tied.size))  # flat tail: nothing to fit
