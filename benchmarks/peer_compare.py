@@ -60,8 +60,9 @@ def run_child(side, stage, cfg, work, repeat, timeout):
         cmd += ["--hyper", str(work / f"hyper_{stage}_r{repeat}")]
         cwd, env = HERE.parent, dict(os.environ)
     else:
-        # The landmarks and length scale of our first call of this configuration.
-        params = next(work / f"hyper_{st}_r0.json" for st in STAGES
+        # The landmarks and length scale of our first call of this stage (DA and
+        # DE use different ls_factor defaults), else of any stage.
+        params = next(work / f"hyper_{st}_r0.json" for st in (stage, *STAGES)
                       if (work / f"hyper_{st}_r0.json").exists())
         cmd = [str(cfg["peer_python"]), str(HERE / "peer_child.py"), "--stage", stage,
                "--data", str(cfg["data"]), "--params", str(params), "--out", str(out)]
@@ -210,17 +211,24 @@ def agreement(runs, adata):
 
 
 def check_shared_hyper(work):
-    """Every call of ours chose the same landmarks and length scale (those the peer got)."""
+    """Every call of ours chose the same landmarks, and each analysis (DA; DE with or
+    without FDR) the same length scale: those the peer got. Returns the DA and DE choices."""
     files = sorted(work.glob("hyper_*.json"))
     if not files:
         return None
-    ref = json.loads(files[0].read_text())
-    lm = np.load(ref["landmarks"])
-    for f in files[1:]:
+    first = json.loads(files[0].read_text())
+    lm = np.load(first["landmarks"])
+    chosen = {}
+    for f in files:
         other = json.loads(f.read_text())
+        kind = "da" if f.name.startswith("hyper_da_") else "de"
+        ref = chosen.setdefault(kind, other)
         assert math.isclose(other["ls"], ref["ls"], rel_tol=1e-12), f"length scale differs: {f}"
         assert np.array_equal(np.load(other["landmarks"]), lm), f"landmarks differ: {f}"
-    return ref
+    ref = chosen.get("da", first)
+    return {**ref, "ls_da": chosen.get("da", {}).get("ls"), "ls_de": chosen.get("de", {}).get("ls"),
+            "ls_factor_da": chosen.get("da", {}).get("ls_factor"),
+            "ls_factor_de": chosen.get("de", {}).get("ls_factor")}
 
 
 # ----------------------------------------------------------------- report
@@ -502,6 +510,10 @@ def main():
         write_section(text)
 
 
+def _fmt_ls(ls):
+    return "–" if ls is None else f"{ls:.3f}"
+
+
 def report(results, a, command, vers, total_min):
     hyper = next(({**r["hyper"], "n_cells": r["config"]["n_cells"]} for r in results
                   if r["hyper"]), None)
@@ -524,10 +536,11 @@ def report(results, a, command, vers, total_min):
     if hyper:
         lines.append(
             f"Shared hyper-parameters: ours `kompot.tl` defaults (n_landmarks={hyper['n_landmarks']}, "
-            f"ls_factor={hyper['ls_factor']}); the landmarks and the length scale our DA call "
-            "chose (on the union of both conditions) are passed to the peer as `landmarks=` and "
-            f"`ls=` (ls = {hyper['ls']:.3f} at {hyper['n_cells']:,} cells), with `d={hyper['d']}` for "
-            "its density "
+            f"ls_factor {hyper['ls_factor_da']} for DA and {hyper['ls_factor_de']} for DE); the "
+            "landmarks and the length scales our calls chose (on the union of both conditions) "
+            "are passed to the peer as `landmarks=` and `ls=` (at "
+            f"{hyper['n_cells']:,} cells: DA ls = {_fmt_ls(hyper['ls_da'])}, DE ls = "
+            f"{_fmt_ls(hyper['ls_de'])}), with `d={hyper['d']}` for its density "
             "(our default, the number of features). DE on both sides: `sigma=1`, "
             "`use_empirical_variance=True` (our default; the peer's default is `False`)."
         )
