@@ -144,13 +144,13 @@ class DifferentialExpression:
 
         Unless ``mu`` or ``mean_weights`` is given, both conditions share one
         prior mean: a GP fitted to the cells of both conditions together (and
-        its empirical variance, for theirs). Where a condition has few cells
-        (a state it depletes), its fit then reverts to what the other
+        its empirical variance, for theirs). Where a condition has few or no
+        cells (a state it lacks), its fit then reverts to what the other
         condition shows there: the fold change goes to 0 with a wide
         uncertainty -- not to minus the expression, as with a constant prior
         mean of 0 -- and the empirical variance does not shrink towards 0.
-        Without this, genes expressed in a differentially abundant region
-        look changed.
+        Without this, every gene expressed in a state that only one
+        condition reaches looks changed.
         """
         if self._given_models:
             logger.info("model1 and model2 were given fitted; fit() leaves them as they are.")
