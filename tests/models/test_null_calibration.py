@@ -112,6 +112,26 @@ def test_state_strata_is_the_nearest_landmark():
     np.testing.assert_array_equal(state_strata(X, U), dense)
 
 
+def test_state_strata_merges_landmarks_when_cells_are_few():
+    # As many landmarks as cells: one cell per landmark would make every
+    # shuffle within groups the identity.
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(120, 3))
+    strata = state_strata(X, X, min_cells=8)
+    sizes = np.bincount(strata)
+    assert 2 <= len(sizes) <= 120 // 8
+    assert sizes.mean() >= 8
+    # Groups are still local: each cell is nearer its own group's mean than
+    # the average distance between cells.
+    centers = np.array([X[strata == g].mean(axis=0) for g in range(len(sizes))])
+    own = np.linalg.norm(X - centers[strata], axis=1)
+    spread = np.linalg.norm(X[:, None] - X[None], axis=-1).mean()
+    assert own.mean() < 0.6 * spread
+    observed = np.arange(120) < 60
+    masks = [m for m, _, _ in label_partitions(60, 120, None, None, 5, rng, strata=strata)]
+    assert np.mean([(m != observed).mean() for m in masks]) > 0.3
+
+
 def test_rescaling_moves_each_permutation_onto_the_observed_median():
     adata = kompot.datasets.toy(n_cells=400, n_genes=30, n_de_genes=0, seed=3)
     X, Y = adata.obsm["DM_EigenVectors"], np.asarray(adata.X, np.float64)

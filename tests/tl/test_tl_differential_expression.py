@@ -213,3 +213,18 @@ def test_chunked_prediction_matches_one_pass(de, monkeypatch):
     np.testing.assert_allclose(adata.var[chunked.mean_lfc], de.var[KEYS.mean_lfc], rtol=1e-10)
     np.testing.assert_array_equal(adata.layers[chunked.fold_change], de.layers[KEYS.fold_change])
     np.testing.assert_array_equal(adata.layers[chunked.std(C1)], de.layers[KEYS.std(C1)])
+
+
+def test_fewer_cells_than_landmarks_still_finds_planted_genes():
+    # With the default 500 landmarks and 400 cells every cell is a landmark;
+    # the null's groups of similar states must still hold both conditions,
+    # or the permutations leave the labels unchanged and nothing is called.
+    adata = kompot.datasets.toy(n_cells=400, n_genes=40, seed=1, replicate_effects=False,
+                                de_strength=2.5)
+    kompot.tl.compute_differential_expression(adata, "condition", C1, C2, store_layers=False,
+                                              progress=False)
+    called = adata.var[KEYS.is_de].to_numpy()
+    planted = adata.var["is_de"].to_numpy()
+    print(f"{called.sum()} calls, {(called & planted).sum()} of {planted.sum()} planted")
+    assert (called & planted).sum() >= planted.sum() // 2
+    assert (called & ~planted).sum() <= 2
