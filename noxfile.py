@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint wheel bench``."""
+"""Developer sessions: ``nox -s tests lint wheel tutorials bench``."""
 
 from pathlib import Path
 
@@ -32,9 +32,16 @@ def wheel(session):
 
 @nox.session
 def lint(session):
-    """ruff over the package, tests, benchmarks and this file."""
+    """ruff over the package, tests, benchmarks, tutorials and this file."""
     session.install("ruff")
-    session.run("ruff", "check", "kompot", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "kompot", "tests", "benchmarks", "tutorials", "noxfile.py")
+
+
+@nox.session
+def tutorials(session):
+    """Execute the tutorials (``tutorials/NN_*.py``) and rewrite their notebooks."""
+    session.install("-e", ".[tutorials]")
+    session.run("python", "tutorials/build.py", *session.posargs)
 
 
 @nox.session
@@ -55,5 +62,5 @@ def bench(session):
     session.run("python", "benchmarks/run.py")
     session.run("python", "benchmarks/peer_compare.py")
     session.run("python", "benchmarks/accuracy_da.py")
-    session.run("python", "benchmarks/accuracy_da.py", "--peer", "--seeds", "0")
+    session.run("python", "benchmarks/accuracy_da.py", "--peer")
     session.run("python", "benchmarks/accuracy_de.py")
