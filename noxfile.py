@@ -50,7 +50,7 @@ def bench(session):
 
     ``nox -s bench``: speed of the model classes at 10k cells (a few minutes).
     ``nox -s bench -- --full``: speed at 10k and 50k cells, speed and agreement
-    against kompot 0.8.0, DA accuracy against Milo and MELD, DE accuracy
+    against kompot 0.8.0 (tl calls, and per stage of the model classes), DA accuracy against Milo and MELD, DE accuracy
     against kompot 0.8.0 and pseudobulk DESeq2 (about 1.5 hours on 2 cores).
     The peers' virtual environments are created on first use
     (``benchmarks/side_envs.py``).
@@ -61,6 +61,7 @@ def bench(session):
         return
     session.run("python", "benchmarks/run.py")
     session.run("python", "benchmarks/peer_compare.py")
+    session.run("python", "benchmarks/stages.py")
     session.run("python", "benchmarks/accuracy_da.py")
     session.run("python", "benchmarks/accuracy_da.py", "--peer")
     session.run("python", "benchmarks/accuracy_de.py")
