@@ -190,6 +190,36 @@ print(f"length scale {adata.uns['kompot_da_pca20']['ls']:.1f}; distance of the o
 # density drops towards a low prior. On representations of many dimensions,
 # read the DA log fold change as a ranking and prefer a representation of
 # modest dimension (diffusion components, or 10-20 principal components).
+#
+# ### The density's dimension
+#
+# The first of these has its own setting. `dimensionality="fractal"`
+# replaces the number of columns by the cells' local (fractal) dimension,
+# estimated on both conditions together (it is recorded as `d` in
+# `adata.uns[key]`):
+
+# %%
+for obsm, key in [("X_pca", "kompot_da_fractal"), ("X_pca20", "kompot_da_pca20_fractal")]:
+    kompot.tl.compute_differential_abundance(
+        adata, "condition", "control", "treated", obsm_key=obsm, sample_col="sample",
+        direction_by="fdr", dimensionality="fractal", key_added=key, progress=False,
+    )
+keys = ["kompot_da", "kompot_da_pca20", "kompot_da_fractal", "kompot_da_pca20_fractal"]
+pd.DataFrame({key: {"d": round(float(adata.uns[key]["d"]), 1), **summary(key)}
+              for key in keys}).T
+
+# %%
+pd.crosstab(adata.obs["bulk_labels"],
+            adata.obs["kompot_da_pca20_fractal_control_to_treated_lfc_direction"])
+
+# %% [markdown]
+# With the fractal dimension (about 6 on 50 components, 4 on 20) the log
+# fold changes stay on the scale of the planted log ratios of ±1.7 (medians
+# from -2.2 to 0.9, instead of down to -8.8), both populations rank better,
+# and on 20 components 22 of the 23 calls are B cells. Fewer cells
+# are called, because fewer now pass the |log fold change| > 1 rule: that is
+# the price of a fold change on its true scale. `"features"` stays the
+# default while this is measured on more data (`docs/significance.md`).
 
 # %% [markdown]
 # ## Differential expression
@@ -252,4 +282,5 @@ kompot.pl.heatmap(adata, groupby="bulk_labels", n_genes=10)
 #   the distance between two populations carries a change of one into the
 #   other.
 # - Read the DA log fold change as a ranking on representations of many
-#   dimensions; its size is exaggerated there.
+#   dimensions; its size is exaggerated there unless you pass
+#   `dimensionality="fractal"`.

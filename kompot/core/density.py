@@ -40,6 +40,26 @@ def prior_mean(nn_distances: np.ndarray, d: float) -> float:
     return float(np.quantile(log_density_mle(nn_distances, d), 0.01) - 10.0)
 
 
+def fractal_dimension(X: np.ndarray) -> float:
+    """Mean local (fractal) dimension of the rows of ``X``.
+
+    mellon's estimate (:func:`mellon.parameters.compute_d_factal`: the slope
+    of log neighbour count against log radius over 10 neighbours, averaged
+    over 500 seeded cells), taken on the rows in canonical order so that the
+    result does not depend on how the cells are ordered.
+    """
+    from mellon.parameters import compute_d_factal
+
+    from .landmarks import canonical_order
+
+    X = np.asarray(X, np.float64)
+    if X.shape[0] < 11:
+        raise ValueError(
+            f"A fractal dimension needs more than 10 cells, got {X.shape[0]}; pass a number."
+        )
+    return float(compute_d_factal(X[canonical_order(X)]))
+
+
 def _best_offset(log_e: np.ndarray, direction: np.ndarray, n_steps: int = 30) -> float:
     """Scalar c minimising ``sum(exp(log_e - c * direction) + c * direction)`` (1-D Newton)."""
     c = 0.0

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .._keys import DIRECTION_CATEGORIES, DIRECTION_COLORS, DAKeys
+from ..core.density import fractal_dimension
 from ..core.fdr import zscore_fdr
 from ..core.stats import direction as call_direction
 from ..models import DifferentialAbundance
@@ -30,6 +31,7 @@ def compute_differential_abundance(
     landmarks: np.ndarray | None = None,
     ls: float | None = None,
     ls_factor: float = DA_LS_FACTOR,
+    dimensionality: float | str = "features",
     log_fold_change_threshold: float = 1.0,
     ptp_threshold: float = 0.05,
     sync_parameters: bool = False,
@@ -87,6 +89,19 @@ def compute_differential_abundance(
     ls_factor
         Multiplier of the data-driven length scale; smaller values resolve
         smaller regions.
+    dimensionality
+        Dimension ``d`` of the density model: the log density of a cell goes
+        as ``-d`` times the log distance to its nearest neighbour, so ``d``
+        sets the scale of the log fold change. ``"features"`` (mellon's
+        default): the number of columns of the representation.
+        ``"fractal"``: the cells' local (fractal) dimension, estimated once
+        on both conditions together
+        (:func:`kompot.core.density.fractal_dimension`). On representations
+        with many more columns than the cells' intrinsic dimension (e.g. 50
+        principal components) ``"fractal"`` keeps the log fold change near
+        the true log ratio and ranks changed populations better; it also
+        makes fewer cells pass ``log_fold_change_threshold`` (see
+        ``docs/significance.md``). Or a positive number.
     log_fold_change_threshold
         Minimum absolute log fold change for an ``"up"``/``"down"`` call.
     ptp_threshold
@@ -166,6 +181,13 @@ def compute_differential_abundance(
     n_landmarks = inp.check_positive(n_landmarks, "n_landmarks", integer=True, allow_none=True)
     ls = inp.check_positive(ls, "ls", allow_none=True)
     ls_factor = inp.check_positive(ls_factor, "ls_factor")
+    if dimensionality not in ("features", "fractal"):
+        if isinstance(dimensionality, str):
+            raise ValueError(
+                "dimensionality must be 'features', 'fractal' or a positive number, "
+                f"got {dimensionality!r}."
+            )
+        dimensionality = inp.check_positive(dimensionality, "dimensionality")
     inp.check_nonnegative(log_fold_change_threshold, "log_fold_change_threshold")
     inp.check_probability(ptp_threshold, "ptp_threshold")
     batch_size = inp.check_positive(batch_size, "batch_size", integer=True, allow_none=True)
@@ -186,6 +208,13 @@ def compute_differential_abundance(
         batch_size=batch_size,
     )
     density_kwargs = {} if ls is None else {"ls": ls}
+    if dimensionality == "features":
+        d = X.shape[1]
+    elif dimensionality == "fractal":
+        d = fractal_dimension(X[mask1 | mask2])
+    else:
+        d = dimensionality
+    density_kwargs["d"] = d
     model.fit(
         X[mask1], X[mask2], landmarks=landmarks, ls_factor=ls_factor,
         condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
@@ -201,7 +230,8 @@ def compute_differential_abundance(
             condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
             da_kwargs=dict(n_landmarks=n_landmarks, random_state=random_state,
                            batch_size=batch_size),
-            fit_kwargs=dict(landmarks=model.landmarks, ls=model.ls, sync_parameters=sync_parameters,
+            fit_kwargs=dict(landmarks=model.landmarks, ls=model.ls, d=d,
+                            sync_parameters=sync_parameters,
                             allow_single_condition_variance=allow_single_condition_variance),
             random_state=random_state, progress=progress,
         )
@@ -231,7 +261,8 @@ def compute_differential_abundance(
         obs[keys.lfc_fdr] = cell_fdr
     obs = {k: pd.Series(v, index=index) for k, v in obs.items()}
     record = make_record(
-        params, landmarks=model.landmarks, ls=model.ls, obsm_key=obsm_key, groupby=groupby,
+        params, landmarks=model.landmarks, ls=model.ls, d=float(d), obsm_key=obsm_key,
+        groupby=groupby,
         condition1=str(condition1), condition2=str(condition2),
     )
     if copy:

@@ -208,3 +208,43 @@ def test_direction_by_must_be_known(adata):
         kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, direction_by="p",
                                                  **FAST)
     assert_adata_equal(adata, before)
+
+
+def test_dimensionality_sets_the_density_dimension(small):
+    k = DAKeys("kompot_da", C1, C2)
+    runs = {}
+    for dim in ("features", "fractal", 3.0):
+        adata = small.copy()
+        kompot.tl.compute_differential_abundance(adata, "condition", C1, C2,
+                                                 dimensionality=dim, **FAST)
+        runs[dim] = (adata.uns["kompot_da"]["d"], adata.obs[k.lfc].to_numpy(),
+                     adata.obs["true_log_density_ratio"].to_numpy())
+    assert runs["features"][0] == small.obsm["DM_EigenVectors"].shape[1]
+    assert runs[3.0][0] == 3.0
+    # The toy cells lie on a 2-D trajectory with some spread in the other
+    # dimensions: their fractal dimension is far below the 10 columns.
+    assert 2.0 < runs["fractal"][0] < 6.0
+    # The log fold change scales with d: with the number of columns it
+    # overshoots the planted log ratio (measured slope 1.62), with the fractal
+    # dimension it lies much closer to it (0.86).
+    slope = {dim: np.polyfit(truth, lfc, 1)[0] for dim, (_, lfc, truth) in runs.items()}
+    print({dim: round(v, 2) for dim, v in slope.items()})
+    assert slope["features"] > 1.3
+    assert slope["fractal"] < slope["features"] / 1.5
+    assert abs(slope["fractal"] - 1) < abs(slope["features"] - 1) / 2
+
+
+def test_fractal_dimension_ignores_the_order_of_cells(small):
+    from kompot.core.density import fractal_dimension
+
+    X = small.obsm["DM_EigenVectors"]
+    order = np.random.default_rng(0).permutation(len(X))
+    assert fractal_dimension(X) == fractal_dimension(X[order])
+
+
+@pytest.mark.parametrize("bad", ["fractals", 0, -1.0, float("nan"), True])
+def test_dimensionality_must_be_known_or_positive(adata, bad):
+    before = adata.copy()
+    with pytest.raises(ValueError, match="dimensionality"):
+        kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, dimensionality=bad)
+    assert_adata_equal(adata, before)
