@@ -63,5 +63,6 @@ def bench(session):
     session.run("python", "benchmarks/peer_compare.py")
     session.run("python", "benchmarks/stages.py")
     session.run("python", "benchmarks/accuracy_da.py")
+    session.run("python", "benchmarks/accuracy_da.py", "--fractal")
     session.run("python", "benchmarks/accuracy_da.py", "--peer")
     session.run("python", "benchmarks/accuracy_de.py")

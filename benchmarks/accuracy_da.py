@@ -44,6 +44,7 @@ RUNS = HERE / "_runs" / "accuracy_da"
 CHILD = HERE / "accuracy_milo_child.py"
 PEER_CHILD = HERE / "accuracy_peer_child.py"
 PEER = "kompot 0.8.0 (its defaults)"
+FRACTAL = "kompot (dimensionality='fractal')"
 MANIFOLDS = ("linear", "branching", "clustered", "pbmc68k")
 POP_ENRS = (0.75, 0.85, 0.95)
 FDR = 0.1
@@ -152,7 +153,7 @@ def metrics(score, calls, truth, p1):
 
 
 # ----------------------------------------------------------------- methods
-def run_ours(d, ls_factor=None):
+def run_ours(d, variant=None):
     import anndata as ad
 
     import kompot
@@ -160,7 +161,7 @@ def run_ours(d, ls_factor=None):
     a = ad.AnnData(obs=pd.DataFrame({"condition": d["condition"], "sample": d["sample"]}))
     a.obs_names = a.obs_names.astype(str)
     a.obsm["X"] = d["X"]
-    kw = {} if ls_factor is None else {"ls_factor": ls_factor}
+    kw = _ours_kwargs(variant)
     t0 = time.perf_counter()
     kompot.tl.compute_differential_abundance(
         a, "condition", "C1", "C2", obsm_key="X", sample_col="sample",
@@ -204,12 +205,30 @@ def dataset_path(manifold, pop_enr, seed):
     return RUNS / f"{manifold}_enr{pop_enr}_s{seed}.npz"
 
 
-def _ours_name(lsf):
-    return "kompot (tl defaults)" if lsf is None else f"kompot (ls_factor={lsf:g})"
+# Our variants: None (the tl defaults), a float (that ls_factor) or "fractal"
+# (the tl defaults with dimensionality="fractal").
+def _ours_kwargs(variant):
+    if variant is None:
+        return {}
+    if variant == "fractal":
+        return {"dimensionality": "fractal"}
+    return {"ls_factor": variant}
 
 
-def _ours_suffix(lsf):
-    return ".ours.npz" if lsf is None else f".ours_ls{lsf:g}.npz"
+def _ours_name(variant):
+    if variant is None:
+        return "kompot (tl defaults)"
+    if variant == "fractal":
+        return FRACTAL
+    return f"kompot (ls_factor={variant:g})"
+
+
+def _ours_suffix(variant):
+    if variant is None:
+        return ".ours.npz"
+    if variant == "fractal":
+        return ".ours_fractal.npz"
+    return f".ours_ls{variant:g}.npz"
 
 
 def run_grid(configs, skip_ours=False, skip_field=False, ls_factors=(None, 10.0)):
@@ -253,7 +272,7 @@ def collect(configs):
             continue  # only datasets every main method finished on
         d = dict(np.load(path))
         base = dict(manifold=m, pop_enr=e, seed=s, n_cells=len(d["X"]))
-        for lsf in (None, 10.0, 0.5, 0.1):
+        for lsf in (None, "fractal", 10.0, 0.5, 0.1):
             name, f = _ours_name(lsf), path.with_suffix(_ours_suffix(lsf))
             if f.exists():
                 r = dict(np.load(f))
@@ -286,11 +305,12 @@ def figure(df, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = [m for m in ("kompot (tl defaults)", "kompot (ls_factor=0.5)", "kompot (ls_factor=10)",
+    methods = [m for m in ("kompot (tl defaults)", FRACTAL, "kompot (ls_factor=0.5)",
+                           "kompot (ls_factor=10)",
                            "kompot (ls_factor=0.1)", PEER, "Milo (pertpy)", "MELD")
                if m in set(df.method)]
     fig, axes = plt.subplots(1, len(MANIFOLDS), figsize=(4 * len(MANIFOLDS), 3.6), sharey=True)
-    palette = {"kompot (tl defaults)": "C0", "kompot (ls_factor=0.5)": "C1",
+    palette = {"kompot (tl defaults)": "C0", FRACTAL: "C5", "kompot (ls_factor=0.5)": "C1",
                "kompot (ls_factor=10)": "C9", "kompot (ls_factor=0.1)": "C4", PEER: "C7",
                "Milo (pertpy)": "C3", "MELD": "C2"}
     colors = {m: palette[m] for m in methods}
@@ -368,6 +388,8 @@ def main():
     p.add_argument("--ours-only", action="store_true", help="only kompot")
     p.add_argument("--ls-factors", type=float, nargs="*", default=None,
                    help="kompot ls_factor values to run (default: tl default and 10)")
+    p.add_argument("--fractal", action="store_true",
+                   help="only kompot at the tl defaults with dimensionality='fractal'")
     p.add_argument("--peer", action="store_true",
                    help="only kompot 0.8.0 at its defaults (benchmarks/.peer-venv)")
     a = p.parse_args()
@@ -381,6 +403,8 @@ def main():
         run_peer(todo)
     elif not a.report:
         lsf = (None, 10.0) if a.ls_factors is None else tuple(a.ls_factors)
+        if a.fractal:
+            lsf, a.ours_only = ("fractal",), True
         run_grid(configs, skip_ours=a.field_only, skip_field=a.ours_only, ls_factors=lsf)
     df = collect(configs)
     if df.empty:
