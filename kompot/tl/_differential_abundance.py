@@ -98,10 +98,11 @@ def compute_differential_abundance(
         on both conditions together
         (:func:`kompot.core.density.fractal_dimension`). On representations
         with many more columns than the cells' intrinsic dimension (e.g. 50
-        principal components) ``"fractal"`` keeps the log fold change near
-        the true log ratio and ranks changed populations better; it also
-        makes fewer cells pass ``log_fold_change_threshold`` (see
-        ``docs/significance.md``). Or a positive number.
+        principal components) ``"fractal"`` brings the log fold change to
+        the scale of the true log ratio and ranks changed populations
+        better; it also makes far fewer cells pass
+        ``log_fold_change_threshold`` (see ``docs/significance.md``). Or a
+        positive number.
     log_fold_change_threshold
         Minimum absolute log fold change for an ``"up"``/``"down"`` call.
     ptp_threshold
@@ -157,8 +158,8 @@ def compute_differential_abundance(
         Only with ``fdr``: Benjamini–Hochberg FDR of each cell.
     ``adata.uns[key_added]`` : dict
         ``params``, ``version``, ``condition1``, ``condition2``, ``groupby``,
-        ``obsm_key``, ``landmarks``, ``ls`` and ``fields`` (names written,
-        by slot).
+        ``obsm_key``, ``landmarks``, ``ls``, ``d`` (the density's dimension)
+        and ``fields`` (names written, by slot).
 
     Examples
     --------
