@@ -161,7 +161,7 @@ def run_ours(d, variant=None):
     a = ad.AnnData(obs=pd.DataFrame({"condition": d["condition"], "sample": d["sample"]}))
     a.obs_names = a.obs_names.astype(str)
     a.obsm["X"] = d["X"]
-    kw = _ours_kwargs(variant)
+    kw = _ours_variant(variant)[2]
     t0 = time.perf_counter()
     kompot.tl.compute_differential_abundance(
         a, "condition", "C1", "C2", obsm_key="X", sample_col="sample",
@@ -207,28 +207,13 @@ def dataset_path(manifold, pop_enr, seed):
 
 # Our variants: None (the tl defaults), a float (that ls_factor) or "fractal"
 # (the tl defaults with dimensionality="fractal").
-def _ours_kwargs(variant):
+def _ours_variant(variant):
+    """(method name, cache-file suffix, kompot.tl keyword arguments) of a variant."""
     if variant is None:
-        return {}
+        return "kompot (tl defaults)", ".ours.npz", {}
     if variant == "fractal":
-        return {"dimensionality": "fractal"}
-    return {"ls_factor": variant}
-
-
-def _ours_name(variant):
-    if variant is None:
-        return "kompot (tl defaults)"
-    if variant == "fractal":
-        return FRACTAL
-    return f"kompot (ls_factor={variant:g})"
-
-
-def _ours_suffix(variant):
-    if variant is None:
-        return ".ours.npz"
-    if variant == "fractal":
-        return ".ours_fractal.npz"
-    return f".ours_ls{variant:g}.npz"
+        return FRACTAL, ".ours_fractal.npz", {"dimensionality": "fractal"}
+    return f"kompot (ls_factor={variant:g})", f".ours_ls{variant:g}.npz", {"ls_factor": variant}
 
 
 def run_grid(configs, skip_ours=False, skip_field=False, ls_factors=(None, 10.0)):
@@ -251,8 +236,8 @@ def run_grid(configs, skip_ours=False, skip_field=False, ls_factors=(None, 10.0)
         return
     for (m, e, s), path in zip(configs, paths, strict=True):
         for lsf in ls_factors:
-            name = _ours_name(lsf)
-            out = path.with_suffix(_ours_suffix(lsf))
+            name, suffix, _ = _ours_variant(lsf)
+            out = path.with_suffix(suffix)
             if out.exists():
                 continue
             d = dict(np.load(path))
@@ -273,7 +258,8 @@ def collect(configs):
         d = dict(np.load(path))
         base = dict(manifold=m, pop_enr=e, seed=s, n_cells=len(d["X"]))
         for lsf in (None, "fractal", 10.0, 0.5, 0.1):
-            name, f = _ours_name(lsf), path.with_suffix(_ours_suffix(lsf))
+            name, suffix, _ = _ours_variant(lsf)
+            f = path.with_suffix(suffix)
             if f.exists():
                 r = dict(np.load(f))
                 rows.append(dict(base, method=name, runtime=float(r["runtime"]),
