@@ -7,7 +7,11 @@
 Simulation as in Dann et al. (2022): cell states on generated manifolds
 (linear, branching, clustered) embedded into 10-D by a random linear map plus
 small isotropic noise, and semi-synthetic labels on scanpy's bundled
-``pbmc68k_reduced`` (``X_pca``, ``louvain`` populations). The condition
+``pbmc68k_reduced`` (``louvain`` populations) in three representations handed
+to the methods: ``pbmc68k`` (``X_pca``, 50-D), ``pbmc68k_pca30`` (its first 30
+columns) and ``pbmc68k_diffmap`` (15 diffusion components, see :func:`_pbmc`).
+The three share one truth, one set of labels and one set of samples per seed
+and pop_enr (memberships on the 50-D ``X_pca``, same random draws). The condition
 probability P(C1) of each cell comes from fuzzy (c-means, m=2) memberships to
 the population centroids through a logistic; it peaks at ``pop_enr`` in one
 population and at ``1 - pop_enr`` in a second one (0.5 elsewhere), so that
@@ -45,7 +49,8 @@ CHILD = HERE / "accuracy_milo_child.py"
 PEER_CHILD = HERE / "accuracy_peer_child.py"
 PEER = "kompot 0.8.0 (its defaults)"
 FRACTAL = "kompot (dimensionality='fractal')"
-MANIFOLDS = ("linear", "branching", "clustered", "pbmc68k")
+MANIFOLDS = ("linear", "branching", "clustered", "pbmc68k", "pbmc68k_pca30", "pbmc68k_diffmap")
+PBMC = ("pbmc68k", "pbmc68k_pca30", "pbmc68k_diffmap")
 POP_ENRS = (0.75, 0.85, 0.95)
 FDR = 0.1
 
@@ -86,11 +91,28 @@ def _clustered(n, rng, k=6, ldim=5):
     return _embed(latent, rng), pops
 
 
-def _pbmc():
+def _pbmc(manifold="pbmc68k"):
+    """(50-D ``X_pca`` for the memberships, the representation the methods see, populations).
+
+    ``pbmc68k``: ``X_pca`` (50-D); ``pbmc68k_pca30``: its first 30 columns;
+    ``pbmc68k_diffmap``: ``sc.pp.neighbors(use_rep="X_pca", n_neighbors=15)``,
+    ``sc.tl.diffmap(n_comps=16)`` (scanpy's fixed random_state=0) without the
+    first, constant, component: 15 columns.
+    """
     import scanpy as sc
 
     ad = sc.datasets.pbmc68k_reduced()
-    return np.asarray(ad.obsm["X_pca"], dtype=float), ad.obs["louvain"].cat.codes.to_numpy()
+    pca = np.asarray(ad.obsm["X_pca"], dtype=float)
+    pops = ad.obs["louvain"].cat.codes.to_numpy()
+    if manifold == "pbmc68k":
+        return pca, pca, pops
+    if manifold == "pbmc68k_pca30":
+        return pca, np.ascontiguousarray(pca[:, :30]), pops
+    if manifold == "pbmc68k_diffmap":
+        sc.pp.neighbors(ad, use_rep="X_pca", n_neighbors=15, random_state=0)
+        sc.tl.diffmap(ad, n_comps=16, random_state=0)
+        return pca, np.asarray(ad.obsm["X_diffmap"][:, 1:], dtype=float), pops
+    raise ValueError(manifold)
 
 
 def _fuzzy_memberships(X, pops, m=2.0):
@@ -107,14 +129,18 @@ def _logistic_scaled(w, slope=10.0):
 
 
 def simulate(manifold, pop_enr, seed, n_cells=3000):
-    rng = np.random.default_rng(1000 * seed + MANIFOLDS.index(manifold))
-    if manifold == "pbmc68k":
-        X, pops = _pbmc()
+    # the pbmc68k representations share the seed, hence every draw below, and the
+    # memberships (on the 50-D X_pca): one truth, one labelling; only X differs
+    rng = np.random.default_rng(
+        1000 * seed + MANIFOLDS.index("pbmc68k" if manifold in PBMC else manifold))
+    if manifold in PBMC:
+        X_truth, X, pops = _pbmc(manifold)
     else:
         X, pops = {"linear": _linear, "branching": _branching, "clustered": _clustered}[manifold](
             n_cells, rng
         )
-    labels, w = _fuzzy_memberships(X, pops)
+        X_truth = X
+    labels, w = _fuzzy_memberships(X_truth, pops)
     sizes = np.array([(pops == p).sum() for p in labels])
     # populations with 5-40% of the cells, two distinct, chosen by the seed
     ok = np.flatnonzero((sizes >= 0.05 * len(X)) & (sizes <= 0.4 * len(X)))
@@ -206,7 +232,11 @@ def dataset_path(manifold, pop_enr, seed):
 
 
 # Our variants: None (the tl defaults), a float (that ls_factor) or "fractal"
-# (the tl defaults with dimensionality="fractal").
+# (the tl defaults with dimensionality="fractal"). A new variant: one branch in
+# _ours_variant and its key in OURS_VARIANTS (the order of the tables).
+OURS_VARIANTS = (None, "fractal", 10.0, 0.5, 0.1)
+
+
 def _ours_variant(variant):
     """(method name, cache-file suffix, kompot.tl keyword arguments) of a variant."""
     if variant is None:
@@ -257,7 +287,7 @@ def collect(configs):
             continue  # only datasets every main method finished on
         d = dict(np.load(path))
         base = dict(manifold=m, pop_enr=e, seed=s, n_cells=len(d["X"]))
-        for lsf in (None, "fractal", 10.0, 0.5, 0.1):
+        for lsf in OURS_VARIANTS:
             name, suffix, _ = _ours_variant(lsf)
             f = path.with_suffix(suffix)
             if f.exists():
@@ -295,12 +325,18 @@ def figure(df, path):
                            "kompot (ls_factor=10)",
                            "kompot (ls_factor=0.1)", PEER, "Milo (pertpy)", "MELD")
                if m in set(df.method)]
-    fig, axes = plt.subplots(1, len(MANIFOLDS), figsize=(4 * len(MANIFOLDS), 3.6), sharey=True)
+    manifolds = [m for m in MANIFOLDS if m in set(df.manifold)]
+    fig, axes = plt.subplots(1, len(manifolds), figsize=(4 * len(manifolds), 3.6), sharey=True,
+                             squeeze=False)
+    axes = axes[0]
     palette = {"kompot (tl defaults)": "C0", FRACTAL: "C5", "kompot (ls_factor=0.5)": "C1",
                "kompot (ls_factor=10)": "C9", "kompot (ls_factor=0.1)": "C4", PEER: "C7",
                "Milo (pertpy)": "C3", "MELD": "C2"}
-    colors = {m: palette[m] for m in methods}
-    for ax, man in zip(axes, MANIFOLDS, strict=True):
+    ours = [_ours_variant(v)[0] for v in OURS_VARIANTS]
+    methods += [m for m in ours if m in set(df.method) and m not in methods]  # later variants
+    spare = iter(("C6", "C8"))
+    colors = {m: palette.get(m) or next(spare, "k") for m in methods}
+    for ax, man in zip(axes, manifolds, strict=True):
         sub = df[df.manifold == man]
         width = 0.8 / max(len(methods), 1)
         for j, meth in enumerate(methods):
@@ -309,7 +345,7 @@ def figure(df, path):
             sd = g.std().reindex(list(POP_ENRS)).fillna(0)
             x = np.arange(len(POP_ENRS)) + (j - (len(methods) - 1) / 2) * width
             ax.bar(x, mean.values, width, yerr=sd.values, color=colors[meth],
-                   label=meth if man == MANIFOLDS[0] else None, capsize=2)
+                   label=meth if man == manifolds[0] else None, capsize=2)
         ax.set_xticks(range(len(POP_ENRS)), [str(e) for e in POP_ENRS])
         ax.set_xlabel("pop_enr")
         ax.set_title(man)

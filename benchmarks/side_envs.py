@@ -25,10 +25,12 @@ ENVS = {
     # Milo (pertpy, with the pydeseq2 solver, no R) and MELD. MELD's scprep
     # pins pandas<2.1, which breaks pertpy's import; re-pinning pandas
     # afterwards makes both import (pip reports the conflict, both work).
+    # pynndescent 0.7.0 with scipy 1.17 fails in sc.pp.neighbors from 8,192
+    # cells on ('csr_array' object has no attribute 'getnnz'): pin below 0.7.
     "field": (HERE / ".milo-venv", [
         ["pertpy", "pydeseq2", "scanpy"],
         ["statsmodels<0.15", "filelock", "meld"],
-        ["pandas>=2.2,<3"],
+        ["pandas>=2.2,<3", "pynndescent<0.7"],
     ]),
 }
 
