@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import datasets, pl, tl
 from .models import (
     DifferentialAbundance,
+    DifferentialAbundanceRatio,
     DifferentialExpression,
     ExpressionModel,
     SampleVarianceEstimator,
@@ -22,6 +23,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "DifferentialAbundance",
+    "DifferentialAbundanceRatio",
     "DifferentialExpression",
     "ExpressionModel",
     "SampleVarianceEstimator",

@@ -31,7 +31,7 @@ import pandas as pd
 from scipy.special import log_ndtr
 from scipy.stats import gaussian_kde, genpareto
 
-__all__ = ["empirical_fdr", "fdr_dataframe", "null_pvalues", "zscore_fdr"]
+__all__ = ["benjamini_hochberg", "empirical_fdr", "fdr_dataframe", "null_pvalues", "zscore_fdr"]
 
 FDR_COLUMNS = ("mahalanobis", "pvalue", "local_fdr", "tail_fdr", "is_de")
 
@@ -325,6 +325,17 @@ def fdr_dataframe(
     return frame
 
 
+def benjamini_hochberg(pvalue: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (step-up), in the input's order."""
+    pvalue = np.asarray(pvalue, dtype=np.float64)
+    order = np.argsort(pvalue, kind="stable")
+    ranked = pvalue[order] * pvalue.size / np.arange(1, pvalue.size + 1)
+    adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty_like(adjusted)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
 def zscore_fdr(z: np.ndarray, null_z: np.ndarray, *, threshold: float = 0.05) -> dict:
     """Cell-level FDR for correlated z-scores, with the scale taken from permutations.
 
@@ -364,10 +375,5 @@ def zscore_fdr(z: np.ndarray, null_z: np.ndarray, *, threshold: float = 0.05) ->
     scale = max(1.0, float(np.sqrt(np.mean(null_z**2))))
     log_p = np.log(2.0) + log_ndtr(-np.abs(z) / scale)
     pvalue = np.exp(log_p)
-    # Benjamini-Hochberg step-up, as adjusted p-values.
-    order = np.argsort(pvalue)
-    ranked = pvalue[order] * z.size / np.arange(1, z.size + 1)
-    adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
-    fdr = np.empty_like(adjusted)
-    fdr[order] = np.minimum(adjusted, 1.0)
+    fdr = benjamini_hochberg(pvalue)
     return {"pvalue": pvalue, "fdr": fdr, "significant": fdr <= threshold, "scale": scale}

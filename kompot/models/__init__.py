@@ -1,5 +1,6 @@
 """The model classes: arrays in, dictionaries of arrays out (no AnnData)."""
 
+from .abundance_ratio import DifferentialAbundanceRatio
 from .differential_abundance import DifferentialAbundance
 from .differential_expression import DifferentialExpression
 from .expression_model import ExpressionModel
@@ -7,6 +8,7 @@ from .sample_variance import SampleVarianceEstimator
 
 __all__ = [
     "DifferentialAbundance",
+    "DifferentialAbundanceRatio",
     "DifferentialExpression",
     "ExpressionModel",
     "SampleVarianceEstimator",
