@@ -63,19 +63,30 @@ class DAKeys:
     def lfc_fdr(self) -> str:
         return f"{self.prefix}_lfc_fdr"
 
+    @property
+    def lfc_pvalue(self) -> str:
+        return f"{self.prefix}_lfc_pvalue"
+
+    @property
+    def lfc_sample_std(self) -> str:
+        return f"{self.prefix}_lfc_sample_std"
+
     def log_density(self, condition: str) -> str:
         return f"{self.key_added}_{sanitize(condition)}_log_density"
 
-    def obs_columns(self) -> list[str]:
-        return [
-            self.lfc,
-            self.zscore,
-            self.neg_log10_ptp,
-            self.direction,
-            self.lfc_std,
-            self.log_density(self.condition1),
-            self.log_density(self.condition2),
-        ]
+    def obs_columns(self, method: str = "ratio", *, samples: bool = False,
+                    fdr: bool = True) -> list[str]:
+        """The ``obs`` columns one run writes, for its method and inputs."""
+        columns = [self.lfc, self.zscore, self.neg_log10_ptp, self.direction, self.lfc_std]
+        if fdr:
+            columns.append(self.lfc_fdr)
+        if method == "ratio":
+            columns.append(self.lfc_pvalue)
+            if samples:
+                columns.append(self.lfc_sample_std)
+        else:
+            columns += [self.log_density(self.condition1), self.log_density(self.condition2)]
+        return columns
 
 
 @dataclass(frozen=True)

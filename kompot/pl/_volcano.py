@@ -173,8 +173,10 @@ def volcano_da(
     *,
     key: str = DA_KEY_DEFAULT,
     color: str | None = None,
+    score: str | None = None,
     lfc_threshold: float | None = None,
     ptp_threshold: float | None = None,
+    fdr_threshold: float | None = None,
     ax: Axes | None = None,
     show: bool | None = None,
     return_fig: bool = False,
@@ -182,10 +184,12 @@ def volcano_da(
 ) -> Axes | Figure | None:
     """Volcano plot of a differential-abundance run: one point per cell.
 
-    The x axis is the log fold change of cell density (condition 2 over
+    The x axis is the log fold change of abundance (condition 2 over
     condition 1, natural log) at the cell's state, the y axis ``-log10`` of
-    its posterior tail probability (PTP). Dashed lines mark the run's
-    thresholds of the up/down calls.
+    the score the run's calls were made with: the false-discovery rate for
+    ``direction_by="fdr"`` (the default), the posterior tail probability
+    (PTP) for ``direction_by="ptp"``. Dashed lines mark that rule's
+    thresholds, so the coloured calls lie exactly beyond them.
 
     Parameters
     ----------
@@ -198,11 +202,14 @@ def volcano_da(
         Column of ``adata.obs`` to colour cells by; ``None`` uses the run's
         up/neutral/down calls. Categories take their colours from
         ``adata.uns[f"{color}_colors"]``; numeric columns get a colour bar.
+    score
+        ``"fdr"`` or ``"ptp"`` on the y axis; ``None`` uses the run's rule.
     lfc_threshold
-        Absolute log fold change drawn as vertical lines; ``None`` uses the
-        run's threshold.
-    ptp_threshold
-        PTP drawn as a horizontal line; ``None`` uses the run's threshold.
+        Absolute log fold change drawn as vertical lines (none at 0);
+        ``None`` uses the run's threshold.
+    ptp_threshold, fdr_threshold
+        Level drawn as a horizontal line for the PTP or the FDR; ``None``
+        uses the run's threshold.
     ax
         Axes to draw into; a new figure when ``None``.
     show
@@ -220,14 +227,26 @@ def volcano_da(
     color = keys.direction if color is None else color
     if color not in adata.obs:
         raise KeyError(f"`color` {color!r} is not a column of adata.obs; pass one of its columns.")
+    rule = _da_rule(adata, key)
+    score = rule["by"] if score is None else score
+    if score not in ("fdr", "ptp"):
+        raise ValueError(f"score must be 'fdr' or 'ptp', got {score!r}.")
+    if score == "fdr" and keys.lfc_fdr not in adata.obs:
+        raise KeyError(f"Run {key!r} has no FDR column; rerun it with fdr=True or pass "
+                       "score='ptp'.")
     if lfc_threshold is None:
-        lfc_threshold = run_param(adata, key, "log_fold_change_threshold")
-    if ptp_threshold is None:
-        ptp_threshold = run_param(adata, key, "ptp_threshold")
+        lfc_threshold = rule["lfc"]
+    level = (fdr_threshold if fdr_threshold is not None else rule["fdr"]) if score == "fdr" \
+        else (ptp_threshold if ptp_threshold is not None else rule["ptp"])
 
     obs = adata.obs
     x = obs[keys.lfc].to_numpy(dtype=np.float64)
-    y = obs[keys.neg_log10_ptp].to_numpy(dtype=np.float64)
+    if score == "fdr":
+        y = -np.log10(np.maximum(obs[keys.lfc_fdr].to_numpy(dtype=np.float64), 1e-300))
+    else:
+        y = obs[keys.neg_log10_ptp].to_numpy(dtype=np.float64)
+    shown = np.isfinite(y)  # cells of other conditions have no FDR
+    x, y, obs = x[shown], y[shown], obs[shown]
     values = obs[color]
     fig, ax = axes_or_new(ax)
     size = scatter_kwargs.pop("s", default_size(x.size))
@@ -254,16 +273,32 @@ def volcano_da(
         mappable = ax.scatter(x[order], y[order], c=numbers[order], s=size, norm=norm,
                               cmap=DIVERGING_CMAP if signed else None, **style)
         fig.colorbar(mappable, ax=ax, label=color)
-    if lfc_threshold is not None:
+    if lfc_threshold is not None and float(lfc_threshold) > 0:
         for sign in (-1.0, 1.0):
             ax.axvline(sign * float(lfc_threshold), **_THRESHOLD_STYLE)
-    if ptp_threshold is not None:
-        ax.axhline(-np.log10(float(ptp_threshold)), **_THRESHOLD_STYLE)
+    if level is not None:
+        ax.axhline(-np.log10(float(level)), **_THRESHOLD_STYLE)
     ax.axvline(0.0, color="0.8", lw=0.8, zorder=0)
-    ax.set_xlabel(f"log fold change of abundance ({versus(keys)})")
-    ax.set_ylabel("-log10 PTP")
+    ax.set_xlabel(f"log fold change of abundance, ln ({versus(keys)})")
+    ax.set_ylabel("-log10 FDR (Benjamini–Hochberg)" if score == "fdr" else "-log10 PTP")
     ax.set_title(f"Differential abundance: {versus(keys)}")
     return finish(ax, fig, show=show, return_fig=return_fig)
+
+
+def _da_rule(adata, key: str) -> dict:
+    """The call rule of a DA run: ``by`` ("fdr"/"ptp") and its thresholds.
+
+    Runs record it under ``rule``; older runs only have their parameters,
+    whose calls were made by the PTP rule unless ``direction_by`` says otherwise.
+    """
+    rule = adata.uns[key].get("rule")
+    if rule is not None:
+        return {k: (None if isinstance(v, str) and v == "None" else v) for k, v in rule.items()}
+    by = run_param(adata, key, "direction_by") or "ptp"
+    lfc = run_param(adata, key, "log_fold_change_threshold")
+    return {"by": by, "lfc": 1.0 if lfc is None else lfc,
+            "ptp": run_param(adata, key, "ptp_threshold"),
+            "fdr": run_param(adata, key, "fdr_threshold")}
 
 
 def _categories(values: pd.Series) -> list:

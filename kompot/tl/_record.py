@@ -33,6 +33,8 @@ def h5ad_value(value: object) -> object:
     if isinstance(value, np.ndarray) and value.ndim > 1:
         # Arrays such as landmarks are kept as arrays elsewhere in the record.
         return f"array of shape {value.shape}"
+    if isinstance(value, Mapping):
+        return {str(k): h5ad_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple | np.ndarray):
         return [h5ad_value(v) for v in value]
     return str(value)

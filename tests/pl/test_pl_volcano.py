@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 import kompot.pl as kpl
+import kompot.tl
 from kompot._keys import DIRECTION_COLORS
 
 
@@ -112,7 +113,7 @@ def test_volcano_da_points_by_direction(result, da_keys):
     colors = dict(zip(["down", "neutral", "up"], result.uns[da_keys.direction_colors], strict=True))
     for i, call in enumerate(["down", "neutral", "up"]):
         mask = (obs[da_keys.direction] == call).to_numpy()
-        expected = np.column_stack([obs[da_keys.lfc][mask], obs[da_keys.neg_log10_ptp][mask]])
+        expected = np.column_stack([obs[da_keys.lfc][mask], -np.log10(obs[da_keys.lfc_fdr][mask])])
         np.testing.assert_array_equal(_offsets(ax, i), expected)
         assert to_hex(ax.collections[i].get_facecolor()[0]) == colors[call]
     # Neutral cells lie underneath the calls.
@@ -120,15 +121,36 @@ def test_volcano_da_points_by_direction(result, da_keys):
     assert [t.get_text().split()[0] for t in ax.get_legend().get_texts()] == ["down", "neutral", "up"]
 
 
-def test_volcano_da_draws_the_run_thresholds(result):
-    ax = kpl.volcano_da(result)
+def _threshold_lines(ax):
     dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
     xs = sorted(line.get_xdata()[0] for line in dashed if line.get_xdata()[0] == line.get_xdata()[1])
     ys = [line.get_ydata()[0] for line in dashed if line.get_ydata()[0] == line.get_ydata()[1]]
-    assert xs == [-1.0, 1.0]
-    assert ys == [pytest.approx(-np.log10(0.05))]
-    ax = kpl.volcano_da(result, lfc_threshold=2.0, ptp_threshold=0.01)
-    assert 2.0 in [line.get_xdata()[0] for line in ax.lines]
+    return xs, ys
+
+
+def test_volcano_da_draws_the_rule_of_the_calls(result, da_keys):
+    # The default run calls by FDR alone: the y axis is -log10 FDR, one line at its level,
+    # and every called cell lies above it, every other cell below or on it.
+    ax = kpl.volcano_da(result)
+    xs, ys = _threshold_lines(ax)
+    assert xs == [] and ys == [pytest.approx(-np.log10(0.05))]
+    assert "FDR" in ax.get_ylabel() and "ln" in ax.get_xlabel()
+    for i, call in enumerate(["down", "neutral", "up"]):
+        y = _offsets(ax, i)[:, 1]
+        assert np.all(y <= ys[0] + 1e-12) if call == "neutral" else np.all(y > ys[0])
+
+
+def test_volcano_da_draws_the_ptp_rule_of_a_ptp_run(result):
+    adata = result.copy()
+    kompot.tl.compute_differential_abundance(adata, "condition", "control", "treated",
+                                             direction_by="ptp", n_landmarks=100,
+                                             progress=False)
+    ax = kpl.volcano_da(adata)
+    xs, ys = _threshold_lines(ax)
+    assert xs == [-1.0, 1.0] and ys == [pytest.approx(-np.log10(0.05))]
+    assert ax.get_ylabel() == "-log10 PTP"
+    ax = kpl.volcano_da(adata, lfc_threshold=2.0, ptp_threshold=0.01)
+    assert _threshold_lines(ax) == ([-2.0, 2.0], [pytest.approx(2.0)])
 
 
 def test_volcano_da_categorical_colours_from_uns(result, da_keys):
@@ -147,7 +169,7 @@ def test_volcano_da_signed_numeric_colour_is_centred(result, da_keys, assert_cen
     obs = result.obs
     drawn = np.column_stack([collection.get_offsets(), collection.get_array()])
     expected = np.column_stack(
-        [obs[da_keys.lfc], obs[da_keys.neg_log10_ptp], obs["true_log_density_ratio"]]
+        [obs[da_keys.lfc], -np.log10(obs[da_keys.lfc_fdr]), obs["true_log_density_ratio"]]
     )
     np.testing.assert_array_equal(sorted_rows(drawn), sorted_rows(expected))
 

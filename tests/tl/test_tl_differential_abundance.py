@@ -2,6 +2,7 @@
 
 import logging
 
+import anndata
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,11 +28,15 @@ def da(small):
 
 
 def test_fields_dtypes_and_shapes(da):
-    for name in (KEYS.lfc, KEYS.lfc_std, KEYS.zscore, KEYS.neg_log10_ptp,
-                 KEYS.log_density(C1), KEYS.log_density(C2)):
+    for name in (KEYS.lfc, KEYS.lfc_std, KEYS.zscore, KEYS.neg_log10_ptp, KEYS.lfc_pvalue):
         col = da.obs[name]
         assert col.dtype == np.float64, name
         assert np.isfinite(col).all(), f"{name} must be defined at every cell"
+    # FDR and calls are about the two compared conditions only
+    other = (da.obs["condition"] == "other").to_numpy()
+    fdr = da.obs[KEYS.lfc_fdr].to_numpy()
+    assert np.isnan(fdr[other]).all() and np.isfinite(fdr[~other]).all()
+    assert (da.obs.loc[other, KEYS.direction] == "neutral").all()
     direction = da.obs[KEYS.direction]
     assert isinstance(direction.dtype, pd.CategoricalDtype)
     assert list(direction.cat.categories) == list(DIRECTION_CATEGORIES)
@@ -42,9 +47,39 @@ def test_fields_dtypes_and_shapes(da):
 
 def test_columns_are_consistent(da):
     obs = da.obs
+    # Without samples the p-value is the posterior's normal tail.
+    np.testing.assert_allclose(obs[KEYS.zscore], obs[KEYS.lfc] / obs[KEYS.lfc_std], rtol=1e-6)
+    np.testing.assert_allclose(obs[KEYS.neg_log10_ptp], -np.log10(obs[KEYS.lfc_pvalue] / 2),
+                               rtol=1e-8)
+    up = obs[KEYS.direction] == "up"
+    down = obs[KEYS.direction] == "down"
+    assert up.any() and down.any()
+    assert (obs.loc[up, KEYS.lfc] > 0).all() and (obs.loc[down, KEYS.lfc] < 0).all()
+    called = (up | down).to_numpy()
+    compared = (obs["condition"] != "other").to_numpy()
+    assert np.array_equal(called, compared & (obs[KEYS.lfc_fdr] <= 0.05).to_numpy())
+
+
+def test_density_method_keeps_its_columns(small):
+    adata = small.copy()
+    kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, method="density",
+                                             n_permutations=3, **FAST)
+    obs = adata.obs
     np.testing.assert_allclose(obs[KEYS.lfc], obs[KEYS.log_density(C2)] - obs[KEYS.log_density(C1)])
     np.testing.assert_allclose(obs[KEYS.zscore], obs[KEYS.lfc] / obs[KEYS.lfc_std], rtol=1e-6)
+    assert sorted(adata.uns["kompot_da"]["fields"]["obs"]) == sorted(KEYS.obs_columns("density"))
+    assert adata.uns["kompot_da"]["method"] == "density"
+    called = obs[KEYS.direction] != "neutral"
+    assert (obs.loc[called, KEYS.lfc_fdr] <= 0.05).all()
+
+
+def test_ptp_rule_keeps_its_thresholds(small):
+    adata = small.copy()
+    kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, direction_by="ptp",
+                                             **FAST)
+    obs = adata.obs
     up = obs[KEYS.direction] == "up"
+    assert up.any()
     assert (obs.loc[up, KEYS.lfc] > 1.0).all()
     assert (obs.loc[up, KEYS.neg_log10_ptp] > -np.log10(0.05)).all()
 
@@ -59,18 +94,14 @@ def test_record(da):
     assert record["params"]["sample_col"] == "None"
     assert record["params"]["n_landmarks"] == 100
     assert sorted(record["fields"]["obs"]) == sorted(KEYS.obs_columns())
+    assert record["method"] == "ratio" and record["amplitude"] > 0
     assert list(record["fields"]["uns"]) == [KEYS.direction_colors]
     assert list(record["fields"]["var"]) == [] and list(record["fields"]["layers"]) == []
     assert kompot._keys.keys_from_uns(da, "kompot_da", DAKeys) == KEYS
 
 
 def test_planted_region_is_found(small):
-    """AUROC of |z| for the planted DA region at the tl defaults (ls_factor from _defaults).
-
-    Measured on toy(1000, seed=0) with 100 landmarks: 0.89 at the default
-    ls_factor=0.25 (0.89 with 1000 landmarks); 0.81 at 0.5, 0.41 at 1.0 and
-    0.17 at 10.
-    """
+    """AUROC of |z| for the planted DA region at the tl defaults."""
     adata = kompot.datasets.toy(n_cells=1000, n_genes=20, seed=0)
     kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, **FAST)
     auroc = roc_auc_score(adata.obs["da_region"], np.abs(adata.obs[KEYS.zscore]))
@@ -90,20 +121,20 @@ def test_swapping_conditions(da):
     np.testing.assert_allclose(obs[back.zscore], -obs[KEYS.zscore], atol=1e-8)
     np.testing.assert_allclose(obs[back.lfc_std], obs[KEYS.lfc_std], rtol=1e-8)
     np.testing.assert_allclose(obs[back.neg_log10_ptp], obs[KEYS.neg_log10_ptp], rtol=1e-8)
-    np.testing.assert_allclose(obs[back.log_density(C1)], obs[KEYS.log_density(C1)], atol=1e-8)
     flip = {"up": "down", "down": "up", "neutral": "neutral"}
     assert (obs[back.direction].astype(str) == obs[KEYS.direction].astype(str).map(flip)).all()
 
 
-def test_sample_variance_widens_uncertainty(da):
+def test_samples_make_the_test_stricter(da):
     adata = da.copy()
     kompot.tl.compute_differential_abundance(
         adata, "condition", C1, C2, sample_col="sample", key_added="reps", **FAST
     )
     reps = DAKeys("reps", C1, C2)
     np.testing.assert_allclose(adata.obs[reps.lfc], adata.obs[KEYS.lfc], atol=1e-10)
-    assert (adata.obs[reps.lfc_std] >= adata.obs[KEYS.lfc_std] - 1e-12).all()
-    assert (adata.obs[reps.lfc_std] > adata.obs[KEYS.lfc_std]).mean() > 0.9
+    assert (adata.obs[reps.lfc_pvalue] >= adata.obs[KEYS.lfc_pvalue] - 1e-12).all()
+    assert (adata.obs[reps.lfc_sample_std] > 0).all()
+    assert sorted(adata.uns["reps"]["fields"]["obs"]) == sorted(reps.obs_columns(samples=True))
     assert adata.uns["reps"]["params"]["sample_col"] == "sample"
 
 
@@ -172,10 +203,11 @@ def test_view_becomes_actual_and_gets_the_fields(small):
     assert KEYS.lfc not in small.obs
 
 
-def test_fdr_column_and_fdr_directions(adata):
+@pytest.mark.parametrize("method", ["ratio", "density"])
+def test_fdr_column_and_fdr_directions(adata, method):
     kompot.tl.compute_differential_abundance(
-        adata, "condition", C1, C2, sample_col="sample", direction_by="fdr",
-        n_permutations=4, **FAST,
+        adata, "condition", C1, C2, sample_col="sample", method=method,
+        log_fold_change_threshold=1.0, n_permutations=4, **FAST,
     )
     fdr = adata.obs[KEYS.lfc_fdr].to_numpy()
     assert fdr.dtype == np.float64 and np.all((fdr >= 0) & (fdr <= 1))
@@ -189,15 +221,16 @@ def test_fdr_column_and_fdr_directions(adata):
     assert np.all((direction == "up") == (called & (lfc > 0)))
     # FDR is monotone in |z|: a more extreme z never has a larger FDR
     z = np.abs(adata.obs[KEYS.zscore].to_numpy())
-    order = np.argsort(z)
+    order = np.argsort(z, kind="stable")
     assert np.all(np.diff(fdr[order]) <= 1e-12)
 
 
-def test_fdr_directions_make_no_calls_without_a_condition_effect(small):
+@pytest.mark.parametrize("method", ["ratio", "density"])
+def test_fdr_directions_make_no_calls_without_a_condition_effect(small, method):
     adata = kompot.datasets.toy(n_cells=800, n_genes=40, da_strength=0.0, n_de_genes=0, seed=3)
     rng = np.random.default_rng(0)
     adata.obs["random"] = pd.Categorical(rng.permutation(adata.obs["condition"].to_numpy()))
-    kompot.tl.compute_differential_abundance(adata, "random", C1, C2, direction_by="fdr",
+    kompot.tl.compute_differential_abundance(adata, "random", C1, C2, method=method,
                                              n_permutations=4, **FAST)
     assert set(adata.obs[KEYS.direction]) == {"neutral"}
 
@@ -215,8 +248,8 @@ def test_dimensionality_sets_the_density_dimension(small):
     runs = {}
     for dim in ("features", "fractal", 3.0):
         adata = small.copy()
-        kompot.tl.compute_differential_abundance(adata, "condition", C1, C2,
-                                                 dimensionality=dim, **FAST)
+        kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, method="density",
+                                                 dimensionality=dim, fdr=False, **FAST)
         runs[dim] = (adata.uns["kompot_da"]["d"], adata.obs[k.lfc].to_numpy(),
                      adata.obs["true_log_density_ratio"].to_numpy())
     assert runs["features"][0] == small.obsm["DM_EigenVectors"].shape[1]
@@ -246,5 +279,69 @@ def test_fractal_dimension_ignores_the_order_of_cells(small):
 def test_dimensionality_must_be_known_or_positive(adata, bad):
     before = adata.copy()
     with pytest.raises(ValueError, match="dimensionality"):
-        kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, dimensionality=bad)
+        kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, method="density",
+                                                 dimensionality=bad)
+    assert_adata_equal(adata, before)
+
+
+def test_cells_of_a_third_condition_change_nothing(small):
+    two = small.copy()
+    kompot.tl.compute_differential_abundance(two, "condition", C1, C2, sample_col="sample",
+                                             **FAST)
+    # Add cells of a third condition (shifted copies of some cells) and rerun.
+    extra = small[:150].copy()
+    extra.obsm["DM_EigenVectors"] = extra.obsm["DM_EigenVectors"] + 0.01
+    extra.obs["condition"] = "third"
+    extra.obs["sample"] = "third_1"
+    extra.obs_names = [f"x{i}" for i in range(extra.n_obs)]
+    three = anndata.concat([small, extra])
+    for col in ("condition", "sample"):
+        three.obs[col] = three.obs[col].astype("category")
+    kompot.tl.compute_differential_abundance(three, "condition", C1, C2, sample_col="sample",
+                                             **FAST)
+    names = two.obs_names
+    for col in KEYS.obs_columns(samples=True):
+        a, b = two.obs[col], three.obs.loc[names, col]
+        if isinstance(a.dtype, pd.CategoricalDtype):
+            assert (a.astype(str) == b.astype(str)).all(), col
+        else:
+            np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-10, atol=1e-12,
+                                       err_msg=col)
+    third = three.obs["condition"] == "third"
+    assert three.obs.loc[third, KEYS.lfc_fdr].isna().all()
+    assert np.isfinite(three.obs.loc[third, KEYS.lfc]).all()
+
+
+def test_fifty_donors_per_condition(small):
+    adata = small.copy()
+    rng = np.random.default_rng(0)
+    donor = rng.integers(0, 50, adata.n_obs).astype(str)
+    adata.obs["donor"] = pd.Categorical(adata.obs["condition"].astype(str) + "_" + donor)
+    kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, sample_col="donor",
+                                             **FAST)
+    assert np.isfinite(adata.obs[KEYS.lfc_pvalue]).all()
+    assert (adata.obs[KEYS.lfc_sample_std] > 0).all()
+
+
+def test_a_tiny_condition_is_refused_before_anything_is_written(small):
+    adata = small.copy()
+    labels = adata.obs["condition"].astype(str).to_numpy().copy()
+    labels[np.flatnonzero(labels == C2)[5:]] = C1  # 5 treated cells left
+    adata.obs["condition"] = pd.Categorical(labels)
+    before = adata.copy()
+    with pytest.raises(ValueError, match="at least 10 cells"):
+        kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, **FAST)
+    assert_adata_equal(adata, before)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"method": "milo"}, "method"), ({"dimensionality": "fractal"}, "method='density'"),
+     ({"sync_parameters": True}, "method='density'"),
+     ({"method": "density", "amplitude": 1.0}, "amplitude")],
+)
+def test_options_of_the_other_method_are_refused(adata, kwargs, match):
+    before = adata.copy()
+    with pytest.raises(ValueError, match=match):
+        kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, **kwargs)
     assert_adata_equal(adata, before)
