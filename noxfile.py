@@ -66,3 +66,4 @@ def bench(session):
     session.run("python", "benchmarks/accuracy_da.py", "--fractal")
     session.run("python", "benchmarks/accuracy_da.py", "--peer")
     session.run("python", "benchmarks/accuracy_de.py")
+    session.run("python", "benchmarks/speed_da.py")  # DA speed against Milo (its child in .milo-venv)
