@@ -48,7 +48,7 @@ RUNS = HERE / "_runs" / "accuracy_da"
 CHILD = HERE / "accuracy_milo_child.py"
 PEER_CHILD = HERE / "accuracy_peer_child.py"
 PEER = "kompot 0.8.0 (its defaults)"
-FRACTAL = "kompot (dimensionality='fractal')"
+FRACTAL = "kompot (density, dimensionality='fractal')"
 MANIFOLDS = ("linear", "branching", "clustered", "pbmc68k", "pbmc68k_pca30", "pbmc68k_diffmap")
 PBMC = ("pbmc68k", "pbmc68k_pca30", "pbmc68k_diffmap")
 POP_ENRS = (0.75, 0.85, 0.95)
@@ -231,19 +231,25 @@ def dataset_path(manifold, pop_enr, seed):
     return RUNS / f"{manifold}_enr{pop_enr}_s{seed}.npz"
 
 
-# Our variants: None (the tl defaults), a float (that ls_factor) or "fractal"
-# (the tl defaults with dimensionality="fractal"). A new variant: one branch in
+# Our variants: None (the tl defaults: the label ratio model), "density" (the
+# density-difference method at its tl settings, the default before the ratio
+# model), "fractal" (that with dimensionality="fractal") or a float (the
+# density method at that ls_factor). A new variant: one branch in
 # _ours_variant and its key in OURS_VARIANTS (the order of the tables).
-OURS_VARIANTS = (None, "fractal", 10.0, 0.5, 0.1)
+OURS_VARIANTS = (None, "density", "fractal", 10.0, 0.5, 0.1)
+DENSITY = "kompot (method='density')"
 
 
 def _ours_variant(variant):
     """(method name, cache-file suffix, kompot.tl keyword arguments) of a variant."""
     if variant is None:
-        return "kompot (tl defaults)", ".ours.npz", {}
+        return "kompot (tl defaults)", ".ours_ratio.npz", {}
+    if variant == "density":
+        return DENSITY, ".ours.npz", {"method": "density"}
     if variant == "fractal":
-        return FRACTAL, ".ours_fractal.npz", {"dimensionality": "fractal"}
-    return f"kompot (ls_factor={variant:g})", f".ours_ls{variant:g}.npz", {"ls_factor": variant}
+        return FRACTAL, ".ours_fractal.npz", {"method": "density", "dimensionality": "fractal"}
+    return (f"kompot (density, ls_factor={variant:g})", f".ours_ls{variant:g}.npz",
+            {"method": "density", "ls_factor": variant})
 
 
 def run_grid(configs, skip_ours=False, skip_field=False, ls_factors=(None, 10.0)):
@@ -282,7 +288,7 @@ def collect(configs):
         path = dataset_path(m, e, s)
         if not path.exists():
             continue
-        needed = (".ours.npz", ".ours_ls10.npz", ".field.npz")
+        needed = (".ours_ratio.npz", ".field.npz")
         if not all(path.with_suffix(x).exists() for x in needed):
             continue  # only datasets every main method finished on
         d = dict(np.load(path))
@@ -321,16 +327,18 @@ def figure(df, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = [m for m in ("kompot (tl defaults)", FRACTAL, "kompot (ls_factor=0.5)",
-                           "kompot (ls_factor=10)",
-                           "kompot (ls_factor=0.1)", PEER, "Milo (pertpy)", "MELD")
+    methods = [m for m in ("kompot (tl defaults)", DENSITY, FRACTAL,
+                           "kompot (density, ls_factor=0.5)", "kompot (density, ls_factor=10)",
+                           "kompot (density, ls_factor=0.1)", PEER, "Milo (pertpy)", "MELD")
                if m in set(df.method)]
     manifolds = [m for m in MANIFOLDS if m in set(df.manifold)]
     fig, axes = plt.subplots(1, len(manifolds), figsize=(4 * len(manifolds), 3.6), sharey=True,
                              squeeze=False)
     axes = axes[0]
-    palette = {"kompot (tl defaults)": "C0", FRACTAL: "C5", "kompot (ls_factor=0.5)": "C1",
-               "kompot (ls_factor=10)": "C9", "kompot (ls_factor=0.1)": "C4", PEER: "C7",
+    palette = {"kompot (tl defaults)": "C0", DENSITY: "C1", FRACTAL: "C5",
+               "kompot (density, ls_factor=0.5)": "C8",
+               "kompot (density, ls_factor=10)": "C9", "kompot (density, ls_factor=0.1)": "C4",
+               PEER: "C7",
                "Milo (pertpy)": "C3", "MELD": "C2"}
     ours = [_ours_variant(v)[0] for v in OURS_VARIANTS]
     methods += [m for m in ours if m in set(df.method) and m not in methods]  # later variants
@@ -424,7 +432,7 @@ def main():
                 if dataset_path(*c).exists() and not dataset_path(*c).with_suffix(".peer.npz").exists()]
         run_peer(todo)
     elif not a.report:
-        lsf = (None, 10.0) if a.ls_factors is None else tuple(a.ls_factors)
+        lsf = (None, "density", 10.0) if a.ls_factors is None else tuple(a.ls_factors)
         if a.fractal:
             lsf, a.ours_only = ("fractal",), True
         run_grid(configs, skip_ours=a.field_only, skip_field=a.ours_only, ls_factors=lsf)

@@ -37,8 +37,18 @@ logger = logging.getLogger("kompot")
 LS_FACTOR_RANGE = (1 / 64, 2.0)
 AMPLITUDE_RANGE = (0.125, 4.0)
 START = (0.1, 0.5)
-# The search runs on at most this many cells (a seeded subsample).
-SEARCH_MAX_CELLS = 20_000
+# The search maximises the log evidence plus the log of an exponential prior
+# on the amplitude (a penalised-complexity prior, Simpson et al. 2017) with
+# P(amplitude > 1) = 0.05, i.e. rate -log(0.05) = 3.0. Where the evidence is
+# flat (few cells: 700 PBMCs) it picks the smaller, smoother amplitude, which
+# ranked planted changes better (modified AUROC 0.925 -> 0.943); where the
+# evidence is sharp (3,000 cells) the choice is unchanged (docs/significance.md).
+AMPLITUDE_PRIOR_RATE = -float(np.log(0.05))
+# The search runs on at most this many cells (a seeded subsample), and stops
+# its Newton iterations earlier than the final fit: it compares log
+# evidences, which differ by nats, not by 1e-12.
+SEARCH_MAX_CELLS = 5_000
+SEARCH_TOLERANCE = 1e-8
 # fit() refuses conditions with fewer cells. On null data (250 cells against
 # n), this model made no call in 20 runs from n = 3 on, but its largest |LFC|
 # reached 4.0 at n = 3 against 1.3-1.7 from n = 5 on; the density model called
@@ -66,7 +76,7 @@ class DifferentialAbundanceRatio:
     (a Bernoulli likelihood on landmarks, Newton's method, a Laplace
     posterior), so no density dimension enters and the log fold change is on
     the scale of the true log ratio. The length scale and prior amplitude
-    maximise the Laplace evidence unless given.
+    maximise the Laplace evidence (with a weak prior on the amplitude) unless given.
 
     With replicate samples, a cell is significant only when both the model's
     posterior and the spread between samples support it: the p-value is the
@@ -154,12 +164,13 @@ class DifferentialAbundanceRatio:
         offset = float(np.log(len(X2) / len(X1)))
         base = length_scale(nearest_neighbor_distances(X), 1.0)
         if self.ls is None or self.amplitude is None:
-            ls, amplitude, evidence = self._search(X, y, U, offset, base)
+            ls, amplitude, evidence, w0 = self._search(X, y, U, offset, base)
         else:
-            ls, amplitude, evidence = float(self.ls), float(self.amplitude), {}
+            ls, amplitude, evidence, w0 = float(self.ls), float(self.amplitude), {}, None
         basis = _Basis(U, ls)
         blocks = basis.blocks(X, self.batch_size)
-        fit = fit_log_ratio(blocks, y, amplitude=amplitude, offset=offset, n_landmarks=len(U))
+        fit = fit_log_ratio(blocks, y, amplitude=amplitude, offset=offset, n_landmarks=len(U),
+                            w0=w0)
         if not fit.converged:
             warnings.warn("The log-ratio fit did not converge; results may be inaccurate.",
                           RuntimeWarning, stacklevel=2)
@@ -182,7 +193,9 @@ class DifferentialAbundanceRatio:
         fixed_ls = None if self.ls is None else float(self.ls) / base
         fixed_a = self.amplitude
         blocks_by_ls: dict[float, WhitenedKernelBlocks] = {}
+        warm: dict[float, tuple[float, np.ndarray]] = {}  # per length scale: (a, weights)
         evidence: dict[tuple[float, float], float] = {}
+        weights: dict[tuple[float, float], np.ndarray] = {}
 
         def score(lsf, a):
             key = (base * lsf, a)
@@ -190,10 +203,14 @@ class DifferentialAbundanceRatio:
                 if lsf not in blocks_by_ls:
                     blocks_by_ls.clear()  # hold one basis at a time
                     blocks_by_ls[lsf] = _Basis(U, base * lsf).blocks(X, self.batch_size)
+                # Warm start: the same log ratio a * L w at the new amplitude.
+                w0 = None if lsf not in warm else warm[lsf][1] * (warm[lsf][0] / a)
                 fit = fit_log_ratio(blocks_by_ls[lsf], y, amplitude=a, offset=offset,
-                                    n_landmarks=len(U))
+                                    n_landmarks=len(U), w0=w0, tol=SEARCH_TOLERANCE)
+                warm[lsf] = (a, fit.w)
+                weights[key] = fit.w
                 evidence[key] = fit.log_evidence
-            return evidence[key]
+            return evidence[key] - AMPLITUDE_PRIOR_RATE * a
 
         current = (fixed_ls or START[0], fixed_a or START[1])
         while True:
@@ -209,7 +226,10 @@ class DifferentialAbundanceRatio:
             if best == current:
                 break
             current = best
-        return base * current[0], float(current[1]), evidence
+        ls, a = base * current[0], float(current[1])
+        # The weights are coefficients of one function basis, so the subsample's
+        # MAP is a good start for the fit on all cells.
+        return ls, a, evidence, weights[(ls, a)]
 
     # ------------------------------------------------------------- predict
     def _check_fitted(self):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import warnings
 
 import numpy as np
@@ -38,6 +39,11 @@ MIN_CELLS_PER_STRATUM = 4
 MIN_GENES_FOR_RESCALING = 20
 
 
+# Above this many possible splits of the samples, splits are drawn at random
+# (seeded) instead of enumerated: 10 vs 10 samples already have 92,378.
+MAX_ENUMERATED_SPLITS = 10_000
+
+
 def sample_splits(
     samples1: np.ndarray, samples2: np.ndarray, n_permutations: int, rng: np.random.Generator
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -45,25 +51,47 @@ def sample_splits(
 
     Keeps the number of samples per condition. When the two conditions have
     equally many samples, a split and its mirror image give the same
-    distances, so only one of each pair is used.
+    distances, so only one of each pair is used. With few samples the splits
+    are enumerated and ``n_permutations`` of them drawn; with many
+    (more than :data:`MAX_ENUMERATED_SPLITS`) distinct random splits are drawn.
     """
     labels1, labels2 = np.unique(samples1), np.unique(samples2)
     pooled = np.concatenate([labels1, labels2])
     k1, total = len(labels1), len(pooled)
+    if math.comb(total, k1) > MAX_ENUMERATED_SPLITS:
+        chosen = _random_splits(k1, total, n_permutations, rng)
+    else:
+        chosen = _enumerated_splits(k1, total, n_permutations, rng)
+    return [(pooled[c], np.setdiff1d(pooled, pooled[c])) for c in chosen]
+
+
+def _canonical_split(members: frozenset, k1: int, total: int) -> frozenset | None:
+    """The split as counted once (mirror pairs folded), or ``None`` for the observed one."""
     observed = frozenset(range(k1))
-    candidates = []
-    for combo in itertools.combinations(range(total), k1):
-        chosen = frozenset(combo)
-        mirror = frozenset(range(total)) - chosen
-        if chosen == observed or (k1 * 2 == total and mirror == observed):
-            continue
-        if k1 * 2 == total and min(chosen) != 0:
-            continue  # keep one of each mirror pair
-        candidates.append(sorted(chosen))
+    if 2 * k1 == total and 0 not in members:
+        members = frozenset(range(total)) - members  # one of each mirror pair
+    return None if members == observed else members
+
+
+def _enumerated_splits(k1, total, n_permutations, rng) -> list[list[int]]:
+    candidates = sorted({c for combo in itertools.combinations(range(total), k1)
+                         if (c := _canonical_split(frozenset(combo), k1, total)) is not None},
+                        key=sorted)
     if not candidates:
         return []
     take = rng.choice(len(candidates), size=min(n_permutations, len(candidates)), replace=False)
-    return [(pooled[candidates[i]], np.setdiff1d(pooled, pooled[candidates[i]])) for i in sorted(take)]
+    return [sorted(candidates[i]) for i in sorted(take)]
+
+
+def _random_splits(k1, total, n_permutations, rng) -> list[list[int]]:
+    n_permutations = min(n_permutations, math.comb(total, k1) // 2 - 1)
+    seen: set[frozenset] = set()
+    while len(seen) < n_permutations:
+        c = _canonical_split(frozenset(rng.choice(total, size=k1, replace=False).tolist()),
+                             k1, total)
+        if c is not None:
+            seen.add(c)
+    return sorted((sorted(c) for c in seen))
 
 
 def label_partitions(

@@ -87,6 +87,20 @@ def test_sample_splits_skip_the_observed_split_and_mirrors():
     assert sample_splits(np.array(["a"]), np.array(["b"]), 5, rng) == []
 
 
+def test_many_samples_get_distinct_seeded_random_splits():
+    s1 = np.array([f"a{i}" for i in range(50)])
+    s2 = np.array([f"b{i}" for i in range(50)])
+    splits = sample_splits(s1, s2, 20, np.random.default_rng(0))
+    assert len(splits) == 20
+    firsts = [frozenset(f) for f, _ in splits]
+    mirrors = [frozenset(s) for _, s in splits]
+    assert len(set(firsts) | set(mirrors)) == 40  # distinct, no split twice as its mirror
+    assert frozenset(s1) not in firsts and frozenset(s1) not in mirrors
+    assert all(len(f) == 50 and len(s) == 50 for f, s in splits)
+    again = sample_splits(s1, s2, 20, np.random.default_rng(0))
+    assert [sorted(f) for f, _ in again] == [sorted(f) for f, _ in splits]
+
+
 def test_stratified_partitions_keep_each_strata_composition():
     rng = np.random.default_rng(0)
     n, n1 = 400, 150
