@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..core.landmarks import select_landmarks
+from ..core.landmarks import canonical_order, select_landmarks
 from .differential_abundance import DifferentialAbundance
 from .differential_expression import DifferentialExpression
 
@@ -157,6 +157,10 @@ def expression_null_distances(
 ) -> np.ndarray:
     """Pooled Mahalanobis distances over label permutations.
 
+    The permutations are drawn on the cells in a canonical order
+    (:func:`canonical_rows`), so the distances do not depend on the order in
+    which the cells are given.
+
     Parameters
     ----------
     X1, Y1, X2, Y2
@@ -205,8 +209,13 @@ def expression_null_distances(
     de_kwargs = dict(de_kwargs or {})
     fit_kwargs = dict(fit_kwargs or {})
     rng = np.random.default_rng(random_state)
-    X = np.vstack([np.asarray(X1, np.float64), np.asarray(X2, np.float64)])
-    Y = _stack_rows(Y1, Y2)
+    # The permutations are drawn on the cells in a canonical order, so that
+    # the null does not depend on how the caller ordered them.
+    o1, o2 = canonical_rows(X1, Y1), canonical_rows(X2, Y2)
+    X = np.vstack([np.asarray(X1, np.float64)[o1], np.asarray(X2, np.float64)[o2]])
+    Y = _stack_rows(_take_rows(Y1, o1), _take_rows(Y2, o2))
+    condition1_sample_indices = _reorder(condition1_sample_indices, o1)
+    condition2_sample_indices = _reorder(condition2_sample_indices, o2)
     n1 = len(X1)
 
     # Permuting cells only within small groups of similar states keeps each
@@ -260,8 +269,34 @@ def _stack_rows(A, B):
     return np.vstack([np.asarray(A), np.asarray(B)])
 
 
-def _take_rows(Y, mask):
-    return Y[np.flatnonzero(mask)]
+def _take_rows(Y, rows):
+    """``Y[rows]`` for a boolean mask or an index array, dense or sparse."""
+    rows = np.asarray(rows)
+    if rows.dtype == bool:
+        rows = np.flatnonzero(rows)
+    if not hasattr(Y, "tocsr"):
+        Y = np.asarray(Y)
+    return Y[rows]
+
+
+def _reorder(labels, order):
+    return None if labels is None else np.asarray(labels)[order]
+
+
+def canonical_rows(X: np.ndarray, Y=None) -> np.ndarray:
+    """An order of the cells that depends only on their values, not on their positions.
+
+    :func:`~kompot.core.landmarks.canonical_order` of the cell states; cells
+    with identical states are ordered by their expression (a fixed random
+    projection of ``Y``), so that permutations drawn on this order, and the
+    fits that follow, are the same however the caller ordered the cells.
+    """
+    X = np.asarray(X, np.float64)
+    if Y is None:
+        return canonical_order(X)
+    projection = np.random.default_rng(0).standard_normal(Y.shape[1])
+    tie_break = np.asarray(Y @ projection, np.float64).reshape(-1)
+    return np.lexsort(np.vstack([tie_break[None, :], X.T[::-1]]))
 
 
 def abundance_null_zscores(
@@ -286,9 +321,12 @@ def abundance_null_zscores(
     da_kwargs = dict(da_kwargs or {})
     fit_kwargs = dict(fit_kwargs or {})
     rng = np.random.default_rng(random_state)
-    X = np.vstack([np.asarray(X1, np.float64), np.asarray(X2, np.float64)])
+    # Permutations drawn on the cells in a canonical order (see expression_null_distances).
+    o1, o2 = canonical_rows(X1), canonical_rows(X2)
+    X = np.vstack([np.asarray(X1, np.float64)[o1], np.asarray(X2, np.float64)[o2]])
     partitions = label_partitions(
-        len(X1), len(X), condition1_sample_indices, condition2_sample_indices, n_permutations, rng
+        len(X1), len(X), _reorder(condition1_sample_indices, o1),
+        _reorder(condition2_sample_indices, o2), n_permutations, rng,
     )
     null = []
     iterator = tqdm(partitions, desc="null permutations", leave=False) if progress else partitions
