@@ -179,8 +179,8 @@ def expression_null_distances(
         Passed to the :class:`DifferentialExpression` constructor and its
         ``fit``; pass the real run's ``landmarks``, ``ls``, ``mean_weights``
         and ``variance_mean_weights`` (its
-        :attr:`~DifferentialExpression.prior_mean_weights` and
-        ``prior_variance_weights``, all genes) so that the null uses exactly
+        :attr:`~DifferentialExpression.prior_mean_weights_` and
+        ``prior_variance_weights_``, all genes) so that the null uses exactly
         the same hyper-parameters and does not refit the pooled prior, which
         no relabelling changes.
     n_null_genes
@@ -245,7 +245,7 @@ def expression_null_distances(
         de = DifferentialExpression(**de_kwargs)
         de.fit(X[mask], _take_rows(Yg, mask), X[~mask], _take_rows(Yg, ~mask),
                condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
-        distances = de.compute_mahalanobis_distances(de.landmarks, progress=False)
+        distances = de.compute_mahalanobis_distances(de.landmarks_, progress=False)
         if rescale_to is not None and genes.size >= MIN_GENES_FOR_RESCALING:
             distances = distances * _median_ratio(rescale_to, distances)
         null.append(distances)
