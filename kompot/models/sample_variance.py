@@ -143,31 +143,8 @@ class SampleVarianceEstimator:
                 f"{sorted(_SUPPORTED_KWARGS)}."
             )
         X = np.asarray(X, np.float64)
-        if grouping_vector is None:
-            raise ValueError("grouping_vector is required: one sample label per cell.")
-        groups = np.asarray(grouping_vector)
-        if groups.shape[0] != X.shape[0]:
-            raise ValueError(
-                f"grouping_vector has {groups.shape[0]} entries but X has {X.shape[0]} cells."
-            )
-        if self.estimator_type == "function":
-            if Y is None:
-                raise ValueError("Y (expression, cells x genes) is required for estimator_type='function'.")
-            if Y.shape[0] != X.shape[0]:
-                raise ValueError(f"Y has {Y.shape[0]} rows but X has {X.shape[0]} cells.")
-
-        labels, counts = np.unique(groups, return_counts=True)
-        valid = [g for g, c in zip(labels, counts, strict=True) if c >= min_cells]
-        skipped = [g for g, c in zip(labels, counts, strict=True) if c < min_cells]
-        if skipped:
-            logger.warning("Samples with fewer than %d cells were skipped: %s", min_cells, skipped)
-        if len(valid) < 2:
-            raise ValueError(
-                f"Sample variance needs at least 2 samples with >= {min_cells} cells; found "
-                f"{len(valid)} ({dict(zip(labels.tolist(), counts.tolist(), strict=True))}). "
-                "Provide more replicate samples, lower min_cells, or switch sample variance off."
-            )
-
+        groups = self._check_fit_inputs(X, Y, grouping_vector)
+        valid = _groups_with_enough_cells(groups, min_cells)
         landmarks = kwargs.get("landmarks")
         if landmarks is None:
             m = kwargs.get("n_landmarks") or DEFAULT_N_LANDMARKS
@@ -183,24 +160,43 @@ class SampleVarianceEstimator:
         fits = {}
         for g in valid:
             mask = groups == g
-            if self.estimator_type == "function":
-                fit = fit_function(
-                    X[mask], Y[mask], landmarks, cov_func,
-                    sigma=kwargs.get("sigma", 1.0), mu=kwargs.get("mu", 0.0),
-                    mean_weights=kwargs.get("mean_weights"),
-                    variance_mean_weights=kwargs.get("variance_mean_weights"), jitter=jitter,
-                    obs_variance=kwargs.get("obs_variance", True),
-                    batch_size=kwargs.get("batch_size", 10_000),
-                )
-            else:
-                r = nearest_neighbor_distances(X[mask])
-                d = kwargs.get("d", X.shape[1])
-                mu = kwargs.get("mu", prior_mean(r, d))
-                fit = fit_density(X[mask], landmarks, cov_func, d=d, mu=mu, nn_distances=r, jitter=jitter)
-            fits[g] = fit
+            fits[g] = self._fit_group(X[mask], None if Y is None else Y[mask], landmarks,
+                                      cov_func, jitter, kwargs)
         self._fits, self.groups_, self.n_groups = fits, np.asarray(valid), len(valid)
         self.landmarks_, self.cov_func_, self._jitter = landmarks, cov_func, jitter
         return self
+
+    def _check_fit_inputs(self, X, Y, grouping_vector) -> np.ndarray:
+        """The sample labels as an array, after checking that the inputs fit together."""
+        if grouping_vector is None:
+            raise ValueError("grouping_vector is required: one sample label per cell.")
+        groups = np.asarray(grouping_vector)
+        if groups.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"grouping_vector has {groups.shape[0]} entries but X has {X.shape[0]} cells."
+            )
+        if self.estimator_type == "function":
+            if Y is None:
+                raise ValueError("Y (expression, cells x genes) is required for estimator_type='function'.")
+            if Y.shape[0] != X.shape[0]:
+                raise ValueError(f"Y has {Y.shape[0]} rows but X has {X.shape[0]} cells.")
+        return groups
+
+    def _fit_group(self, X, Y, landmarks, cov_func, jitter, kwargs):
+        """One sample's fit on the shared landmarks and covariance."""
+        if self.estimator_type == "function":
+            return fit_function(
+                X, Y, landmarks, cov_func,
+                sigma=kwargs.get("sigma", 1.0), mu=kwargs.get("mu", 0.0),
+                mean_weights=kwargs.get("mean_weights"),
+                variance_mean_weights=kwargs.get("variance_mean_weights"), jitter=jitter,
+                obs_variance=kwargs.get("obs_variance", True),
+                batch_size=kwargs.get("batch_size", 10_000),
+            )
+        r = nearest_neighbor_distances(X)
+        d = kwargs.get("d", X.shape[1])
+        mu = kwargs.get("mu", prior_mean(r, d))
+        return fit_density(X, landmarks, cov_func, d=d, mu=mu, nn_distances=r, jitter=jitter)
 
     @property
     def group_predictors(self) -> dict:
@@ -277,6 +273,22 @@ class SampleVarianceEstimator:
         if n_bytes > _MAX_DENSE_BYTES / 8:
             warnings.warn("Building a large dense covariance tensor.", RuntimeWarning, stacklevel=2)
         return np.einsum("gik,gjk->ijg", B, B)
+
+
+def _groups_with_enough_cells(groups: np.ndarray, min_cells: int) -> list:
+    """Labels with at least ``min_cells`` cells; raises unless there are 2 or more."""
+    labels, counts = np.unique(groups, return_counts=True)
+    valid = [g for g, c in zip(labels, counts, strict=True) if c >= min_cells]
+    skipped = [g for g, c in zip(labels, counts, strict=True) if c < min_cells]
+    if skipped:
+        logger.warning("Samples with fewer than %d cells were skipped: %s", min_cells, skipped)
+    if len(valid) < 2:
+        raise ValueError(
+            f"Sample variance needs at least 2 samples with >= {min_cells} cells; found "
+            f"{len(valid)} ({dict(zip(labels.tolist(), counts.tolist(), strict=True))}). "
+            "Provide more replicate samples, lower min_cells, or switch sample variance off."
+        )
+    return valid
 
 
 def call_variance_predictor(vp, X: np.ndarray, diag: bool, progress: bool = False) -> np.ndarray:
