@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -104,6 +105,16 @@ def write_run(
     }}
     staged = _stage(adata, key_added, record, obs=obs or {}, var=var or {}, layers=layers or {},
                     uns=uns or {})
+    if adata.is_view:
+        # Setting the first slot makes the view an actual AnnData (anndata's
+        # setters copy it); say so, as anndata does when a view is modified.
+        from anndata import ImplicitModificationWarning
+
+        warnings.warn(
+            "kompot writes its results into a view of an AnnData; the view becomes an actual "
+            "AnnData (a copy), the AnnData it was taken from is left unchanged.",
+            ImplicitModificationWarning, stacklevel=3,
+        )
     _swap_in(adata, staged)
     written = [
         f"{slot}: {', '.join(record['fields'][slot])}"

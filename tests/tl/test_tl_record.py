@@ -27,9 +27,9 @@ def _write(adata, tag: float) -> None:
     """One run under key "k": a column in obs and var, a layer and an uns entry."""
     _record.write_run(
         adata, "k", {"params": {"tag": tag}},
-        obs={"k_score": pd.Series(np.full(6, tag), index=adata.obs_names)},
-        var={"k_gene": np.full(4, tag)},
-        layers={"k_layer": np.full((6, 4), tag)},
+        obs={"k_score": pd.Series(np.full(adata.n_obs, tag), index=adata.obs_names)},
+        var={"k_gene": np.full(adata.n_vars, tag)},
+        layers={"k_layer": np.full(adata.shape, tag)},
         uns={"k_colors": ["red", "blue"]},
     )
 
@@ -99,3 +99,13 @@ def test_uns_keeps_its_identity(written):
     uns = adata.uns
     _write(adata, 3.0)
     assert adata.uns is uns and uns["k"]["params"]["tag"] == 3.0
+
+
+def test_a_view_becomes_actual_and_its_parent_stays_as_it_was(written):
+    adata, before = written
+    view = adata[:4]
+    with pytest.warns(ad.ImplicitModificationWarning, match="view"):
+        _write(view, 2.0)
+    assert not view.is_view and view.uns["k"]["params"]["tag"] == 2.0
+    assert (view.layers["k_layer"] == 2.0).all() and view.n_obs == 4
+    assert_adata_equal(adata, before)
