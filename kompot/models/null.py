@@ -321,12 +321,9 @@ def abundance_null_zscores(
     da_kwargs = dict(da_kwargs or {})
     fit_kwargs = dict(fit_kwargs or {})
     rng = np.random.default_rng(random_state)
-    # Permutations drawn on the cells in a canonical order (see expression_null_distances).
-    o1, o2 = canonical_rows(X1), canonical_rows(X2)
-    X = np.vstack([np.asarray(X1, np.float64)[o1], np.asarray(X2, np.float64)[o2]])
+    X = np.vstack([np.asarray(X1, np.float64), np.asarray(X2, np.float64)])
     partitions = label_partitions(
-        len(X1), len(X), _reorder(condition1_sample_indices, o1),
-        _reorder(condition2_sample_indices, o2), n_permutations, rng,
+        len(X1), len(X), condition1_sample_indices, condition2_sample_indices, n_permutations, rng
     )
     null = []
     iterator = tqdm(partitions, desc="null permutations", leave=False) if progress else partitions

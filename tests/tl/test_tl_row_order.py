@@ -6,7 +6,6 @@ from tl_testing import C1, C2, FAST
 
 import kompot.tl
 from kompot._keys import DEKeys
-from kompot.models.null import abundance_null_zscores
 
 KEYS = DEKeys("kompot_de", C1, C2)
 
@@ -27,15 +26,3 @@ def test_de_pvalues_do_not_depend_on_row_order(small, sample_col):
     fc = KEYS.fold_change
     np.testing.assert_allclose(b.layers[fc], a.layers[fc][order], rtol=1e-6, atol=1e-6)
 
-
-def test_da_null_does_not_depend_on_row_order(small):
-    X = small.obsm["DM_EigenVectors"]
-    treated = (small.obs["condition"] == C2).to_numpy()
-    X1, X2 = X[~treated], X[treated]
-    rng = np.random.default_rng(3)
-    p1, p2 = rng.permutation(len(X1)), rng.permutation(len(X2))
-    kw = dict(n_permutations=2, da_kwargs={"n_landmarks": 50, "random_state": 0},
-              fit_kwargs={"ls_factor": 1.0})
-    a = abundance_null_zscores(X1, X2, X[:50], **kw)
-    b = abundance_null_zscores(X1[p1], X2[p2], X[:50], **kw)
-    np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-9)
