@@ -29,7 +29,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from scipy.special import log_ndtr
-from scipy.stats import gaussian_kde, genpareto
 
 __all__ = ["benjamini_hochberg", "empirical_fdr", "fdr_dataframe", "null_pvalues", "zscore_fdr"]
 
@@ -144,6 +143,8 @@ def _pareto_tail(sorted_null: np.ndarray) -> tuple[float, float, float, float] |
     excess = squared[-n_tail:] - threshold
     if not np.ptp(excess) > 0:
         return None
+    from scipy.stats import genpareto  # scipy.stats takes ~1 s to import: only when used
+
     try:
         with warnings.catch_warnings():
             # The optimiser may step through invalid shapes on its way.
@@ -175,6 +176,8 @@ def null_pvalues(observed: np.ndarray, sorted_null: np.ndarray, *, extrapolate_t
     tail = _pareto_tail(sorted_null) if np.any(far) else None
     if tail is None:
         return pvalue
+    from scipy.stats import genpareto
+
     threshold, shape, scale, share = tail
     far &= observed**2 > threshold
     fitted = share * genpareto.sf(observed[far] ** 2 - threshold, shape, loc=0.0, scale=scale)
@@ -207,6 +210,8 @@ def _local_fdr(
             stacklevel=3,
         )
         return fallback.copy()
+
+    from scipy.stats import gaussian_kde
 
     kde_obs = gaussian_kde(t_obs)
     kde_null = gaussian_kde(t_null)

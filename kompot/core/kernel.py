@@ -1,31 +1,82 @@
 """Covariance functions, evaluated block-wise into numpy arrays.
 
-kompot uses mellon's covariance objects (Matérn-5/2 by default) so that its
-predictors are ordinary mellon predictors. mellon evaluates them in JAX; for
-the default Matérn-5/2 this module has an equivalent numpy evaluation (same
-formula, same distance guard) that is several times faster on a CPU and
-works in place on large blocks. Any other covariance is called as it is.
+kompot's default covariance is its own :class:`Matern52` object: plain numpy,
+so that fitting and predicting never import mellon or JAX. It has the formula
+of mellon's ``mellon.cov.Matern52`` (the same distance guard, so the two agree
+to rounding); :mod:`kompot.core.mellon_bridge` converts it to mellon's object
+only when a mellon predictor or estimator is handed to the user.
+
+A user's own covariance object (any of mellon's, or anything callable as
+``cov(X, Y)`` with a ``diag(X)`` method) is accepted wherever kompot takes
+``cov_func`` and is called as it is; a plain mellon Matérn-5/2 takes the same
+fast numpy path as kompot's.
 """
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-from mellon.cov import Matern52
 
 _SQRT5 = np.sqrt(5.0)
 # mellon adds this inside the square root of squared distances.
 _DISTANCE_GUARD = 1e-12
 
 
+class Matern52:
+    """Matérn-5/2 covariance with unit amplitude and length scale ``ls``.
+
+    ``k(x, y) = (1 + s + s²/3) exp(-s)`` with ``s = sqrt(5) |x - y| / ls``.
+    Called as ``cov(X, Y)`` it returns the ``(len(X), len(Y))`` kernel matrix.
+    """
+
+    active_dims = None  # acts on all features, like mellon's default
+
+    def __init__(self, ls: float):
+        if not np.isfinite(ls) or ls <= 0:
+            raise ValueError(f"The length scale must be a positive number, got {ls}.")
+        self.ls = float(ls)
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(np.asarray(x, np.float64))
+        y = np.atleast_2d(np.asarray(y, np.float64))
+        return _matern52_numpy(x, y, self.ls)
+
+    def diag(self, x: np.ndarray) -> np.ndarray:
+        """The prior variance ``k(x, x)`` of each row (1 up to the distance guard)."""
+        return np.full(np.atleast_2d(x).shape[0], _matern52_at_zero(self.ls))
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Matern52 and other.ls == self.ls
+
+    def __hash__(self) -> int:
+        return hash((Matern52, self.ls))
+
+    def __repr__(self) -> str:
+        return f"Matern52(ls={self.ls!r})"
+
+
 def matern52(ls: float) -> Matern52:
     """The default covariance: Matérn-5/2, unit amplitude, length scale ``ls``."""
-    if not np.isfinite(ls) or ls <= 0:
-        raise ValueError(f"The length scale must be a positive number, got {ls}.")
-    return Matern52(ls=float(ls))
+    return Matern52(ls)
 
 
 def _is_plain_matern52(cov_func) -> bool:
-    return type(cov_func) is Matern52 and getattr(cov_func, "active_dims", None) is None
+    """kompot's Matérn-5/2, or mellon's on all features (without importing mellon)."""
+    if type(cov_func) is Matern52:
+        return True
+    mellon_cov = sys.modules.get("mellon.cov")  # a mellon object implies mellon is loaded
+    return (
+        mellon_cov is not None
+        and type(cov_func) is getattr(mellon_cov, "Matern52", None)
+        and getattr(cov_func, "active_dims", None) is None
+    )
+
+
+def _matern52_at_zero(ls: float) -> float:
+    # k(x, x) with mellon's guard: r = sqrt(1e-12), not exactly 0.
+    r = _SQRT5 * np.sqrt(_DISTANCE_GUARD) / ls
+    return float((1.0 + r + r * r / 3.0) * np.exp(-r))
 
 
 def _matern52_numpy(X: np.ndarray, Y: np.ndarray, ls: float) -> np.ndarray:
@@ -60,7 +111,5 @@ def kernel_diag(cov_func, X: np.ndarray) -> np.ndarray:
     """The prior variance ``k(x, x)`` of each row."""
     X = np.asarray(X, np.float64)
     if _is_plain_matern52(cov_func):
-        # k(x, x) with mellon's guard: r = sqrt(1e-12), not exactly 0.
-        r = _SQRT5 * np.sqrt(_DISTANCE_GUARD) / float(cov_func.ls)
-        return np.full(X.shape[0], (1.0 + r + r * r / 3.0) * np.exp(-r))
+        return np.full(X.shape[0], _matern52_at_zero(float(cov_func.ls)))
     return np.asarray(cov_func.diag(X), np.float64)

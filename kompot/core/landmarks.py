@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 from scipy.spatial import cKDTree
-from sklearn.cluster import KMeans
 
 # The landmark optimiser only needs a coarse quantisation of the manifold;
 # a few Lloyd iterations get there and keep large inputs cheap.
@@ -48,6 +47,8 @@ def select_landmarks(
     rng = np.random.default_rng(0 if random_state is None else random_state)
     if n > _KMEANS_MAX_POINTS:
         ordered = ordered[np.sort(rng.choice(n, _KMEANS_MAX_POINTS, replace=False))]
+    from sklearn.cluster import KMeans  # scikit-learn takes ~1 s to import: only when used
+
     # Random (seeded) initial centroids: k-means++ seeding alone costs more
     # than the Lloyd iterations at thousands of landmarks.
     km = KMeans(

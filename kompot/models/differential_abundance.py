@@ -6,23 +6,40 @@ import logging
 
 import numpy as np
 
+from .._warnings import warn_inert_parameters
 from ..core.blocks import block_slices
 from ..core.density import DensityFit, fit_density, prior_mean
 from ..core.kernel import kernel_matrix, matern52
 from ..core.landmarks import nearest_neighbor_distances, shared_hyperparameters
 from ..core.linalg import lower_solve
-from ..core.mellon_bridge import density_estimator, density_predictor
 from ..core.stats import direction, neg_log10_ptp, zscore
-from .sample_variance import SampleVarianceEstimator
+from ._fitted import fitted_or_given, not_fitted
+from .sample_variance import SampleVarianceEstimator, call_variance_predictor
 
 logger = logging.getLogger("kompot")
 
+_RESULT_ATTRIBUTES = ("log_density_condition1", "log_density_condition2", "log_fold_change",
+                      "log_fold_change_uncertainty", "log_fold_change_zscore",
+                      "log_fold_change_ptp", "log_fold_change_direction")
 _DENSITY_KWARGS = {"ls", "d", "mu", "jitter", "cov_func", "n_landmarks"}
 # Median share of the prior variance the landmarks leave unexplained at the
 # cells above which predict() warns that n_landmarks is too small.
 _COVERAGE_WARNING = 0.1
 # Cells per block when predicting if the user gives no batch_size.
 _DEFAULT_PREDICT_BLOCK = 20_000
+
+
+def _check_conditions(X1, X2) -> tuple[np.ndarray, np.ndarray]:
+    """Both conditions' cell states as float64, after checking shapes and cell counts."""
+    X1, X2 = np.asarray(X1, np.float64), np.asarray(X2, np.float64)
+    if X1.ndim != 2 or X2.ndim != 2 or X1.shape[1] != X2.shape[1]:
+        raise ValueError(
+            "X_condition1 and X_condition2 must be 2-D with the same number of features; "
+            f"got {X1.shape} and {X2.shape}."
+        )
+    if min(len(X1), len(X2)) < 2:
+        raise ValueError("Each condition needs at least 2 cells to estimate a density.")
+    return X1, X2
 
 
 class DifferentialAbundance:
@@ -45,15 +62,20 @@ class DifferentialAbundance:
         Landmarks shared by both conditions; ``None`` uses ``min(n_cells, 1000)``.
     use_sample_variance
         Add between-replicate variance of the log density. ``None``: on when
-        sample indices are given.
+        sample indices are given to :meth:`fit` or variance predictors to the
+        constructor.
     eps
         Added to the variance before dividing by its square root.
     jit_compile
-        Kept for API compatibility (kompot's numerics need no JIT); no effect.
+        Has no effect (kompot's numerics need no JIT); kept so that kompot
+        0.8.0 code runs. Setting it warns.
     density_predictor1, density_predictor2
-        Fitted mellon density predictors, used as given (``fit`` skips them).
+        Fitted mellon density predictors, used as given (``fit`` skips them;
+        with both, :meth:`predict` works without :meth:`fit`).
     variance_predictor1, variance_predictor2
-        Fitted density :class:`~kompot.SampleVarianceEstimator` objects, used as given.
+        Fitted density :class:`~kompot.SampleVarianceEstimator` objects, or
+        callables ``predictor(X, diag=True)`` as kompot 0.8.0 stores them,
+        used as given.
     random_state
         Seed of the landmark selection.
     batch_size
@@ -61,6 +83,18 @@ class DifferentialAbundance:
 
     Attributes
     ----------
+    landmarks_, ls_
+        Landmarks and length scale both fits share (``landmarks`` and ``ls``
+        are read-only aliases).
+    use_sample_variance_
+        Whether the fit includes between-replicate variance.
+    density_predictor1_, density_predictor2_
+        The fitted (or given) mellon predictors; built from kompot's fit on
+        first access, which imports mellon. ``density_predictor1`` and
+        ``density_predictor2`` give these once fitted, else the constructor's.
+    variance_predictor1_, variance_predictor2_
+        The sample-variance estimators in use (read likewise through
+        ``variance_predictor1`` and ``variance_predictor2``).
     log_density_condition1, log_density_condition2, log_fold_change,
     log_fold_change_uncertainty, log_fold_change_zscore, log_fold_change_ptp,
     log_fold_change_direction
@@ -88,21 +122,29 @@ class DifferentialAbundance:
         self.use_sample_variance = use_sample_variance
         self.eps = eps
         self.jit_compile = jit_compile
-        self.density_predictor1 = density_predictor1
-        self.density_predictor2 = density_predictor2
-        self.variance_predictor1 = variance_predictor1
-        self.variance_predictor2 = variance_predictor2
+        # These names are also read-only properties giving the fitted objects
+        # (as kompot 0.8.0 exposes them); the arguments are kept under "_name".
+        self._density_predictor1 = density_predictor1
+        self._density_predictor2 = density_predictor2
+        self._variance_predictor1 = variance_predictor1
+        self._variance_predictor2 = variance_predictor2
         self.random_state = random_state
         self.batch_size = batch_size
-        self.landmarks = None
-        self.ls = None
+        warn_inert_parameters("DifferentialAbundance", dict(jit_compile=jit_compile),
+                              dict(jit_compile=False))
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget everything a previous :meth:`fit` or :meth:`predict` learned."""
+        self._fitted = False
+        self.landmarks_ = self.ls_ = self.cov_func_ = None
+        self.use_sample_variance_ = None
+        self.variance_predictor1_ = self.variance_predictor2_ = None
+        self._fits: dict[int, DensityFit] = {}
         self._estimator_settings: dict[int, dict] = {}
         self._estimators: dict[int, object] = {}
-        self._fits: dict[int, DensityFit] = {}
-        self._cov_func = None
-        for name in ("log_density_condition1", "log_density_condition2", "log_fold_change",
-                     "log_fold_change_uncertainty", "log_fold_change_zscore",
-                     "log_fold_change_ptp", "log_fold_change_direction"):
+        self._predictors: dict[int, object] = {}
+        for name in _RESULT_ATTRIBUTES:
             setattr(self, name, None)
 
     # ------------------------------------------------------------------ fit
@@ -126,7 +168,8 @@ class DifferentialAbundance:
         ``d`` (dimensionality, default the number of features), ``mu`` (prior
         mean), ``jitter`` and ``cov_func``. With ``sync_parameters=True`` the
         dimensionality and prior mean are also computed once, on the union.
-        Fold changes are computed by :meth:`predict`.
+        Fold changes are computed by :meth:`predict`. Everything learned by
+        an earlier call is discarded first, so a refit equals a fresh fit.
         """
         unknown = set(density_kwargs) - _DENSITY_KWARGS
         if unknown:
@@ -134,63 +177,53 @@ class DifferentialAbundance:
                 f"Unsupported keyword(s) {sorted(unknown)}; DifferentialAbundance.fit accepts "
                 f"{sorted(_DENSITY_KWARGS)} besides its named parameters."
             )
-        X1 = np.asarray(X_condition1, np.float64)
-        X2 = np.asarray(X_condition2, np.float64)
-        if X1.ndim != 2 or X2.ndim != 2 or X1.shape[1] != X2.shape[1]:
-            raise ValueError(
-                "X_condition1 and X_condition2 must be 2-D with the same number of features; "
-                f"got {X1.shape} and {X2.shape}."
-            )
-        if min(len(X1), len(X2)) < 2:
-            raise ValueError("Each condition needs at least 2 cells to estimate a density.")
-        n_landmarks = density_kwargs.get("n_landmarks", self.n_landmarks)
+        X1, X2 = _check_conditions(X_condition1, X_condition2)
+        self._reset()
         cov_func = density_kwargs.get("cov_func")
-        ls = density_kwargs.get("ls", getattr(cov_func, "ls", None))
-        self.landmarks, self.ls = shared_hyperparameters(
-            [X1, X2], n_landmarks=n_landmarks, landmarks=landmarks, ls=ls,
+        self.landmarks_, self.ls_ = shared_hyperparameters(
+            [X1, X2], n_landmarks=density_kwargs.get("n_landmarks", self.n_landmarks),
+            landmarks=landmarks, ls=density_kwargs.get("ls", getattr(cov_func, "ls", None)),
             ls_factor=ls_factor, random_state=self.random_state,
         )
-        self._cov_func = cov_func if cov_func is not None else matern52(self.ls)
+        self.cov_func_ = cov_func if cov_func is not None else matern52(self.ls_)
         jitter = density_kwargs.get("jitter", 1e-6)
         d = density_kwargs.get("d", X1.shape[1])
         mu_sync = density_kwargs.get("mu")
         if sync_parameters and mu_sync is None:
             mu_sync = prior_mean(nearest_neighbor_distances(np.vstack([X1, X2])), d)
-
-        predictors = [self.density_predictor1, self.density_predictor2]
-        for i, X in enumerate((X1, X2)):
-            if predictors[i] is not None:
+        for which, X in ((1, X1), (2, X2)):
+            if getattr(self, f"_density_predictor{which}") is not None:
                 continue  # given fitted: used as it is
             r = nearest_neighbor_distances(X)
             mu = mu_sync if mu_sync is not None else prior_mean(r, d)
-            fit = fit_density(X, self.landmarks, self._cov_func, d=d, mu=mu, nn_distances=r,
-                              jitter=jitter)
-            self._fits[i + 1] = fit
-            predictors[i] = density_predictor(fit, self.landmarks, self._cov_func, jitter)
-            self._estimator_settings[i + 1] = {"d": d, "mu": mu, "jitter": jitter}
-        self.density_predictor1, self.density_predictor2 = predictors
-
-        use_samples = self.use_sample_variance
-        if use_samples is None:
-            use_samples = condition1_sample_indices is not None or condition2_sample_indices is not None
-        self.use_sample_variance = bool(use_samples)
-        if use_samples:
-            self._fit_sample_variance(
-                (X1, X2), (condition1_sample_indices, condition2_sample_indices),
-                sample_estimator_ls, allow_single_condition_variance, d, jitter,
-            )
+            self._fits[which] = fit_density(X, self.landmarks_, self.cov_func_, d=d, mu=mu,
+                                            nn_distances=r, jitter=jitter)
+            self._estimator_settings[which] = {"d": d, "mu": mu, "jitter": jitter}
+        indices = (condition1_sample_indices, condition2_sample_indices)
+        self.use_sample_variance_ = self._sample_variance_wanted(indices)
+        if self.use_sample_variance_:
+            self._fit_sample_variance((X1, X2), indices, sample_estimator_ls,
+                                      allow_single_condition_variance, d, jitter)
+        self._fitted = True
         return self
 
+    def _sample_variance_wanted(self, indices=(None, None)) -> bool:
+        """``use_sample_variance``, or when ``None``: on if replicates or predictors are given."""
+        if self.use_sample_variance is not None:
+            return bool(self.use_sample_variance)
+        given = (self._variance_predictor1, self._variance_predictor2)
+        return any(v is not None for v in (*indices, *given))
+
     def _fit_sample_variance(self, Xs, indices, sample_ls, allow_single, d, jitter):
-        cov = matern52(sample_ls) if sample_ls else self._cov_func
-        estimators = [self.variance_predictor1, self.variance_predictor2]
+        cov = matern52(sample_ls) if sample_ls else self.cov_func_
+        estimators = [self._variance_predictor1, self._variance_predictor2]
         for i, (X, idx) in enumerate(zip(Xs, indices, strict=True)):
             if estimators[i] is not None or idx is None:
                 continue
             try:
                 estimators[i] = SampleVarianceEstimator(estimator_type="density").fit(
                     X, grouping_vector=idx,
-                    estimator_kwargs={"landmarks": self.landmarks, "cov_func": cov, "d": d,
+                    estimator_kwargs={"landmarks": self.landmarks_, "cov_func": cov, "d": d,
                                       "jitter": jitter},
                 )
             except ValueError:
@@ -198,8 +231,8 @@ class DifferentialAbundance:
                     raise
         if estimators[0] is None and estimators[1] is None:
             raise ValueError(
-                "No condition has 2 or more replicate samples; sample variance cannot be "
-                "estimated. Pass use_sample_variance=False or provide replicates."
+                "No condition has 2 or more replicate samples (or a variance predictor); sample "
+                "variance cannot be estimated. Pass use_sample_variance=False or provide replicates."
             )
         if estimators[0] is None or estimators[1] is None:
             if not allow_single:
@@ -209,13 +242,47 @@ class DifferentialAbundance:
                 )
             donor = estimators[0] if estimators[0] is not None else estimators[1]
             estimators = [donor, donor]
-        self.variance_predictor1, self.variance_predictor2 = estimators
+        self.variance_predictor1_, self.variance_predictor2_ = estimators
+
+    # ----------------------------------------------------------- properties
+    def _density_predictor(self, which: int):
+        """The fitted (or given) mellon predictor of one condition; ``None`` before fit."""
+        if not self._fitted:
+            return None
+        given = getattr(self, f"_density_predictor{which}")
+        if given is not None:
+            return given
+        if which not in self._predictors:
+            from ..core.mellon_bridge import density_predictor
+
+            self._predictors[which] = density_predictor(
+                self._fits[which], self.landmarks_, self.cov_func_,
+                self._estimator_settings[which]["jitter"],
+            )
+        return self._predictors[which]
+
+    density_predictor1_ = property(lambda self: self._density_predictor(1),
+                                   doc="Condition 1's fitted mellon density predictor.")
+    density_predictor2_ = property(lambda self: self._density_predictor(2),
+                                   doc="Condition 2's fitted mellon density predictor.")
+    density_predictor1 = fitted_or_given(
+        "density_predictor1", "Condition 1's density predictor: the fitted one, else the given one.")
+    density_predictor2 = fitted_or_given(
+        "density_predictor2", "Condition 2's density predictor: the fitted one, else the given one.")
+    variance_predictor1 = fitted_or_given(
+        "variance_predictor1", "Condition 1's sample-variance estimator in use, else the given one.")
+    variance_predictor2 = fitted_or_given(
+        "variance_predictor2", "Condition 2's sample-variance estimator in use, else the given one.")
+    landmarks = property(lambda self: self.landmarks_, doc="Read-only alias of ``landmarks_``.")
+    ls = property(lambda self: self.ls_, doc="Read-only alias of ``ls_``.")
 
     def _estimator(self, which: int):
         if which not in self._estimators and which in self._estimator_settings:
+            from ..core.mellon_bridge import density_estimator
+
             self._estimators[which] = density_estimator(
-                getattr(self, f"density_predictor{which}"), self.landmarks, self._cov_func,
-                ls=self.ls, **self._estimator_settings[which],
+                self._density_predictor(which), self.landmarks_, self.cov_func_,
+                ls=self.ls_, **self._estimator_settings[which],
             )
         return self._estimators.get(which)
 
@@ -230,6 +297,22 @@ class DifferentialAbundance:
         return self._estimator(2)
 
     # ------------------------------------------------------------- predict
+    def _check_predictable(self) -> list:
+        """Raise unless fitted or given both density predictors; the variance predictors to add."""
+        if not self._fitted:
+            if self._density_predictor1 is None or self._density_predictor2 is None:
+                raise not_fitted(
+                    "DifferentialAbundance",
+                    "call fit(X_condition1, X_condition2) first, or pass density_predictor1 "
+                    "and density_predictor2",
+                )
+            use = self._sample_variance_wanted()
+            given = (self._variance_predictor1, self._variance_predictor2)
+        else:
+            use = self.use_sample_variance_
+            given = (self.variance_predictor1_, self.variance_predictor2_)
+        return [vp for vp in given if use and vp is not None]
+
     def _nystrom_residual(self, K: np.ndarray) -> np.ndarray:
         """Prior variance the landmarks do not explain, ``1 - k^T K_uu^{-1} k``.
 
@@ -241,13 +324,13 @@ class DifferentialAbundance:
     def _warn_on_poor_coverage(self, X: np.ndarray) -> None:
         """Warn when the landmarks leave much of the prior unexplained at the cells."""
         sample = X[:: max(1, len(X) // 2000)]
-        residual = self._nystrom_residual(kernel_matrix(self._cov_func, sample, self.landmarks))
+        residual = self._nystrom_residual(kernel_matrix(self.cov_func_, sample, self.landmarks_))
         median = float(np.median(residual))
         if median > _COVERAGE_WARNING:
             logger.warning(
                 "The %d landmarks cover the cell states poorly at length scale %.3g (median "
                 "unexplained prior variance %.2f); increase n_landmarks or ls_factor.",
-                len(self.landmarks), self.ls, median,
+                len(self.landmarks_), self.ls_, median,
             )
 
     def _density_moments(self, which: int, X: np.ndarray, K, residual):
@@ -261,7 +344,7 @@ class DifferentialAbundance:
             mean = fit.mu + K @ fit.weights - np.log(fit.n_obs)
             mean_var = np.sum(np.square(K @ fit.uncertainty_factor), axis=1)
             return mean, residual + mean_var
-        predictor = getattr(self, f"density_predictor{which}")
+        predictor = getattr(self, f"_density_predictor{which}")
         mean = np.asarray(predictor(X, normalize=True), np.float64)
         var = np.zeros_like(mean)
         for method in ("covariance", "mean_covariance"):
@@ -286,8 +369,7 @@ class DifferentialAbundance:
         ``log_fold_change_zscore``, ``neg_log10_fold_change_ptp`` and
         ``log_fold_change_direction`` (``'up'``, ``'down'`` or ``'neutral'``).
         """
-        if self.density_predictor1 is None or self.density_predictor2 is None:
-            raise RuntimeError("DifferentialAbundance is not fitted; call fit() first.")
+        variance_predictors = self._check_predictable()
         lfc_t = self.log_fold_change_threshold if log_fold_change_threshold is None else log_fold_change_threshold
         ptp_t = self.ptp_threshold if ptp_threshold is None else ptp_threshold
         X_new = np.asarray(X_new, np.float64)
@@ -297,14 +379,13 @@ class DifferentialAbundance:
                               desc="predict DA"):
             K = residual = None
             if self._fits:
-                K = kernel_matrix(self._cov_func, X_new[s], self.landmarks)
+                K = kernel_matrix(self.cov_func_, X_new[s], self.landmarks_)
                 residual = self._nystrom_residual(K)
             m1, v1 = self._density_moments(1, X_new[s], K, residual)
             m2, v2 = self._density_moments(2, X_new[s], K, residual)
             ld1[s], ld2[s], u[s] = m1, m2, v1 + v2
-            for vp in (self.variance_predictor1, self.variance_predictor2):
-                if self.use_sample_variance and vp is not None:
-                    u[s] += np.asarray(vp.predict(X_new[s], diag=True, progress=False)).reshape(-1)
+            for vp in variance_predictors:
+                u[s] += call_variance_predictor(vp, X_new[s], diag=True).reshape(-1)
         if self._fits:
             self._warn_on_poor_coverage(X_new)
         lfc = ld2 - ld1

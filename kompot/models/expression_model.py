@@ -6,12 +6,13 @@ import logging
 
 import numpy as np
 
+from .._warnings import warn_inert_parameters
 from ..core.blocks import block_slices
 from ..core.function_gp import FunctionFit, fit_function
 from ..core.kernel import matern52
 from ..core.landmarks import shared_hyperparameters
-from ..core.mellon_bridge import function_estimator, function_predictor
-from .sample_variance import SampleVarianceEstimator
+from ._fitted import not_fitted
+from .sample_variance import SampleVarianceEstimator, call_variance_predictor
 
 logger = logging.getLogger("kompot")
 
@@ -46,16 +47,26 @@ class ExpressionModel:
     batch_size
         Cells per block when predicting.
     store_arrays_on_disk, disk_storage_dir
-        Kept for API compatibility; kompot holds only landmark-sized factors,
-        so these have no effect.
+        Have no effect (kompot holds only landmark-sized factors); kept so
+        that kompot 0.8.0 code runs. Setting them warns.
     function_predictor
-        A fitted mellon predictor to use as the mean (``fit`` then skips
-        fitting the mean).
+        A fitted mellon predictor (or any callable ``X -> (n, G)``) to use as
+        the mean; ``fit`` then fits no mean, and the model predicts without
+        ``fit``.
     obs_variance_predictor
         A fitted callable ``X -> (n, G)`` empirical variance, used as given.
     variance_predictor
-        A fitted :class:`~kompot.SampleVarianceEstimator` (or callable
-        ``(X, diag) -> variance``), used as given.
+        A fitted :class:`~kompot.SampleVarianceEstimator`, or a callable
+        ``variance_predictor(X, diag=True)``, used as given.
+
+    Attributes
+    ----------
+    landmarks_, ls_, sigma_, cov_func_
+        What :meth:`fit` used (the properties without ``_`` also fall back on
+        a given ``function_predictor``).
+    variance_predictor_
+        The sample-variance estimator in use after :meth:`fit` (the given
+        one, the fitted one, or ``None``).
     """
 
     def __init__(
@@ -78,15 +89,24 @@ class ExpressionModel:
         self.batch_size = batch_size
         self.store_arrays_on_disk = store_arrays_on_disk
         self.disk_storage_dir = disk_storage_dir
-        self._external_predictor = function_predictor
-        self._obs_variance_predictor = obs_variance_predictor
-        self._variance_predictor = variance_predictor
+        self.function_predictor = function_predictor
+        self.obs_variance_predictor = obs_variance_predictor
+        self.variance_predictor = variance_predictor
+        warn_inert_parameters(
+            "ExpressionModel",
+            dict(store_arrays_on_disk=store_arrays_on_disk, disk_storage_dir=disk_storage_dir),
+            dict(store_arrays_on_disk=None, disk_storage_dir=None),
+        )
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget everything a previous :meth:`fit` learned."""
+        self._fitted = False
         self._fit: FunctionFit | None = None
-        self._predictor = function_predictor
-        self._sigma = None
-        self._ls = None
-        self._landmarks = None
-        self._cov_func = None
+        self.landmarks_ = self.ls_ = self.sigma_ = self.cov_func_ = None
+        self.variance_predictor_ = None
+        self._jitter = None
+        self._predictor = None  # the mellon predictor of _fit, built on first access
         self._estimator = None
 
     # ------------------------------------------------------------------ fit
@@ -110,14 +130,16 @@ class ExpressionModel:
         mean_weights`` on these landmarks and kernel, shape ``(n_landmarks,
         n_genes)``), ``variance_mean_weights`` (the same for the empirical
         variance, whose prior mean is otherwise 0), ``jitter`` and
-        ``cov_func`` (a mellon covariance object replacing Matérn-5/2 with
-        length scale ``ls``). Replicate samples' fits (mean and empirical
+        ``cov_func`` (a covariance object, e.g. one of mellon's, replacing
+        Matérn-5/2 with length scale ``ls``). Replicate samples' fits (mean and empirical
         variance) revert to this condition's fit where a sample has few cells.
 
         With ``sample_indices`` a :class:`SampleVarianceEstimator` is fitted
-        on the replicate samples; if fewer than 2 samples qualify this raises,
-        unless ``allow_single_condition_variance`` is set, in which case the
-        model carries no sample variance (a paired model may lend its own).
+        on the replicate samples (unless ``variance_predictor`` was given);
+        if fewer than 2 samples qualify this raises, unless
+        ``allow_single_condition_variance`` is set, in which case the model
+        carries no sample variance (a paired model may lend its own).
+        Everything learned by an earlier call is discarded first.
         """
         unknown = set(function_kwargs) - _FUNCTION_KWARGS
         if unknown:
@@ -132,6 +154,7 @@ class ExpressionModel:
             raise ValueError(
                 f"y must be 2-D with one row per cell of X ({X.shape[0]}), got shape {y.shape}."
             )
+        self._reset()
         jitter = function_kwargs.get("jitter", 1e-6)
         cov_func = function_kwargs.get("cov_func")
         if cov_func is not None and ls is None:
@@ -141,111 +164,132 @@ class ExpressionModel:
             ls_factor=ls_factor, random_state=self.random_state,
         )
         cov_func = cov_func if cov_func is not None else matern52(ls)
-        self._sigma, self._ls, self._landmarks, self._cov_func = float(sigma), ls, landmarks, cov_func
-        self._jitter, self._estimator = jitter, None
-
-        if self._external_predictor is None:
-            want_obs = self.use_empirical_variance and self._obs_variance_predictor is None
+        self.sigma_, self.ls_, self.landmarks_, self.cov_func_ = float(sigma), ls, landmarks, cov_func
+        self._jitter = jitter
+        if self.function_predictor is None:
+            want_obs = self.use_empirical_variance and self.obs_variance_predictor is None
             self._fit = fit_function(
                 X, y, landmarks, cov_func, sigma=sigma, mu=function_kwargs.get("mu", 0.0),
                 mean_weights=function_kwargs.get("mean_weights"),
                 variance_mean_weights=function_kwargs.get("variance_mean_weights"),
                 jitter=jitter, obs_variance=want_obs, batch_size=max(self.batch_size, 2000),
             )
-            self._predictor = function_predictor(self._fit, jitter)
-
-        if sample_indices is not None and self._variance_predictor is None:
-            estimator = SampleVarianceEstimator(eps=self.eps, estimator_type="function")
-            kwargs = {"landmarks": landmarks, "sigma": sigma, "jitter": jitter,
-                      "mu": function_kwargs.get("mu", 0.0)}
-            if self._fit is not None and not sample_estimator_ls:
-                # A sample with few cells in some state then reverts to its
-                # condition there, instead of to a constant: it adds no
-                # spurious between-sample variance, and its empirical variance
-                # does not shrink towards 0.
-                kwargs["mean_weights"] = self._fit.weights
-                kwargs["variance_mean_weights"] = self._fit.variance_weights
-            kwargs["cov_func"] = matern52(sample_estimator_ls) if sample_estimator_ls else cov_func
-            try:
-                self._variance_predictor = estimator.fit(X, y, sample_indices, estimator_kwargs=kwargs)
-            except ValueError:
-                if not allow_single_condition_variance:
-                    raise
-                logger.warning(
-                    "Fewer than 2 usable samples in this condition; it carries no sample variance."
-                )
+        self.variance_predictor_ = self.variance_predictor
+        if sample_indices is not None and self.variance_predictor is None:
+            self.variance_predictor_ = self._fit_sample_variance(
+                X, y, sample_indices, sample_estimator_ls, allow_single_condition_variance,
+                mu=function_kwargs.get("mu", 0.0),
+            )
+        self._fitted = True
         return self
+
+    def _fit_sample_variance(self, X, y, sample_indices, sample_ls, allow_single, mu):
+        """A :class:`SampleVarianceEstimator` on this condition's samples, or ``None``."""
+        kwargs = {"landmarks": self.landmarks_, "sigma": self.sigma_, "jitter": self._jitter,
+                  "mu": mu}
+        if self._fit is not None and not sample_ls:
+            # A sample with few cells in some state then reverts to its
+            # condition there, instead of to a constant: it adds no
+            # spurious between-sample variance, and its empirical variance
+            # does not shrink towards 0.
+            kwargs["mean_weights"] = self._fit.weights
+            kwargs["variance_mean_weights"] = self._fit.variance_weights
+        kwargs["cov_func"] = matern52(sample_ls) if sample_ls else self.cov_func_
+        estimator = SampleVarianceEstimator(eps=self.eps, estimator_type="function")
+        try:
+            return estimator.fit(X, y, sample_indices, estimator_kwargs=kwargs)
+        except ValueError:
+            if not allow_single:
+                raise
+            logger.warning(
+                "Fewer than 2 usable samples in this condition; it carries no sample variance."
+            )
+            return None
 
     # ----------------------------------------------------------- properties
     @property
     def predictor(self):
-        """The mellon predictor of the mean (callable on cell states)."""
+        """The mellon predictor of the mean (callable on cell states).
+
+        For kompot's own fit it is built on first access, which imports mellon.
+        """
+        if self._fit is None:
+            return self.function_predictor
+        if self._predictor is None:
+            from ..core.mellon_bridge import function_predictor
+
+            self._predictor = function_predictor(self._fit, self._jitter)
         return self._predictor
 
     @property
     def landmarks(self):
         """Landmarks of the GP, or ``None`` when an external predictor has none."""
-        if self._landmarks is not None:
-            return self._landmarks
-        return getattr(self._predictor, "landmarks", None)
+        if self.landmarks_ is not None:
+            return self.landmarks_
+        return getattr(self.function_predictor, "landmarks", None)
 
     @property
     def ls(self):
         """Length scale of the Matérn kernel."""
-        if self._ls is not None:
-            return self._ls
-        return getattr(getattr(self._predictor, "cov_func", None), "ls", None)
+        if self.ls_ is not None:
+            return self.ls_
+        return getattr(getattr(self.function_predictor, "cov_func", None), "ls", None)
 
     @property
     def sigma(self):
         """Observation noise level used when fitting."""
-        return self._sigma if self._sigma is not None else getattr(self._predictor, "sigma", None)
+        return self.sigma_ if self.sigma_ is not None else getattr(self.function_predictor, "sigma", None)
 
     @property
     def cov_func(self):
         """Covariance function of the GP."""
-        return self._cov_func if self._cov_func is not None else getattr(self._predictor, "cov_func", None)
+        if self.cov_func_ is not None:
+            return self.cov_func_
+        return getattr(self.function_predictor, "cov_func", None)
 
     @property
     def has_empirical_variance(self) -> bool:
         """Whether an empirical (observation) variance is available."""
         if not self.use_empirical_variance:
             return False
-        if self._obs_variance_predictor is not None:
+        if self.obs_variance_predictor is not None:
             return True
-        if isinstance(self._variance_predictor, SampleVarianceEstimator):
+        if isinstance(self.variance_estimator, SampleVarianceEstimator):
             return True
         if self._fit is not None:
             return self._fit.variance_weights is not None
-        return hasattr(self._predictor, "variance_weights")
+        return hasattr(self.function_predictor, "variance_weights")
 
     @property
     def has_sample_variance(self) -> bool:
         """Whether a between-replicate variance is available."""
-        return self._variance_predictor is not None
+        return self.variance_estimator is not None
 
     @property
     def estimator(self):
         """A mellon ``FunctionEstimator`` configured like this fit, holding its predictor.
 
-        Built on first access (mellon logs when an estimator is created).
+        Built on first access (importing mellon; mellon logs when an estimator
+        is created); ``None`` unless kompot fitted the mean.
         """
         if self._estimator is None and self._fit is not None:
+            from ..core.mellon_bridge import function_estimator
+
             self._estimator = function_estimator(
-                self._predictor, self._landmarks, self._cov_func, sigma=self._sigma,
-                ls=self._ls, jitter=self._jitter,
+                self.predictor, self.landmarks_, self.cov_func_, sigma=self.sigma_,
+                ls=self.ls_, jitter=self._jitter,
             )
         return self._estimator
 
     @property
     def variance_estimator(self):
-        """The sample variance estimator (or callable), if any."""
-        return self._variance_predictor
+        """The sample variance estimator (or callable) in use, if any."""
+        return self.variance_predictor_ if self._fitted else self.variance_predictor
 
     # -------------------------------------------------------------- predict
     def _check(self):
-        if self._predictor is None:
-            raise RuntimeError("ExpressionModel is not fitted; call fit() or pass function_predictor.")
+        if self._fit is None and self.function_predictor is None:
+            raise not_fitted("ExpressionModel", "call fit(X, y) first or pass function_predictor")
 
     def _blocks(self, X, batch_size, progress, desc):
         X = np.asarray(X, np.float64)
@@ -260,7 +304,7 @@ class ExpressionModel:
             if self._fit is not None:
                 parts.append(self._fit.mean(X[s]))
             else:
-                out = _as_array(self._predictor(X[s]))
+                out = _as_array(self.function_predictor(X[s]))
                 parts.append(out[:, None] if out.ndim == 1 else out)
         return np.concatenate(parts, axis=0)
 
@@ -274,14 +318,14 @@ class ExpressionModel:
         if not diag:
             if self._fit is not None:
                 return self._fit.covariance_full(X)
-            return _as_array(self._predictor.covariance(X, diag=False))
+            return _as_array(self.function_predictor.covariance(X, diag=False))
         X, slices = self._blocks(X, batch_size, progress, "expression covariance")
         parts = []
         for s in slices:
             if self._fit is not None:
                 parts.append(self._fit.covariance_diag(X[s]))
             else:
-                parts.append(_as_array(self._predictor.covariance(X[s], diag=True)))
+                parts.append(_as_array(self.function_predictor.covariance(X[s], diag=True)))
         return np.concatenate(parts)
 
     def obs_variance(self, X, batch_size=None, progress=True):
@@ -296,31 +340,27 @@ class ExpressionModel:
         X, slices = self._blocks(X, batch_size, progress, "empirical variance")
         parts = []
         for s in slices:
-            if self._obs_variance_predictor is not None:
-                out = _as_array(self._obs_variance_predictor(X[s]))
-            elif isinstance(self._variance_predictor, SampleVarianceEstimator):
-                out = self._variance_predictor.obs_variance(X[s])
+            if self.obs_variance_predictor is not None:
+                out = _as_array(self.obs_variance_predictor(X[s]))
+            elif isinstance(self.variance_estimator, SampleVarianceEstimator):
+                out = self.variance_estimator.obs_variance(X[s])
             elif self._fit is not None:
                 out = self._fit.obs_variance(X[s])
             else:
-                out = _as_array(self._predictor.obs_variance(X[s]))
+                out = _as_array(self.function_predictor.obs_variance(X[s]))
             parts.append(np.maximum(out[:, None] if out.ndim == 1 else out, self.eps))
         return np.concatenate(parts, axis=0)
 
     def sample_variance(self, X, diag=True, batch_size=None, progress=True):
         """Between-replicate variance: (n, n_genes) with ``diag``, else (n, n, n_genes); 0 when off."""
-        vp = self._variance_predictor
+        vp = self.variance_estimator
         if vp is None:
             return 0.0
         X = np.asarray(X, np.float64)
         if not diag:
-            return _as_array(vp.predict(X, diag=False, progress=progress) if hasattr(vp, "predict")
-                             else vp(X, diag=False))
+            return call_variance_predictor(vp, X, diag=False, progress=progress)
         X, slices = self._blocks(X, batch_size, progress, "sample variance")
-        parts = []
-        for s in slices:
-            out = vp.predict(X[s], diag=True, progress=False) if hasattr(vp, "predict") else vp(X[s], diag=True)
-            parts.append(_as_array(out))
+        parts = [call_variance_predictor(vp, X[s], diag=True) for s in slices]
         return np.concatenate(parts, axis=0)
 
     def total_variance(self, X, diag=True, batch_size=None, progress=True):
@@ -377,8 +417,8 @@ class ExpressionModel:
         fit = self._fit
         np.matmul(K, fit.weights, out=mean_out)
         mean_out += fit.mu
-        if self.has_empirical_variance and self._obs_variance_predictor is None and not (
-            isinstance(self._variance_predictor, SampleVarianceEstimator)
+        if self.has_empirical_variance and self.obs_variance_predictor is None and not (
+            isinstance(self.variance_estimator, SampleVarianceEstimator)
         ):
             np.matmul(K, fit.variance_weights, out=std_out)
             np.maximum(std_out, self.eps, out=std_out)

@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..core.landmarks import select_landmarks
+from ..core.landmarks import canonical_order, select_landmarks
 from .differential_abundance import DifferentialAbundance
 from .differential_expression import DifferentialExpression
 
@@ -185,6 +185,10 @@ def expression_null_distances(
 ) -> np.ndarray:
     """Pooled Mahalanobis distances over label permutations.
 
+    The permutations are drawn on the cells in a canonical order
+    (:func:`canonical_rows`), so the distances do not depend on the order in
+    which the cells are given.
+
     Parameters
     ----------
     X1, Y1, X2, Y2
@@ -203,8 +207,8 @@ def expression_null_distances(
         Passed to the :class:`DifferentialExpression` constructor and its
         ``fit``; pass the real run's ``landmarks``, ``ls``, ``mean_weights``
         and ``variance_mean_weights`` (its
-        :attr:`~DifferentialExpression.prior_mean_weights` and
-        ``prior_variance_weights``, all genes) so that the null uses exactly
+        :attr:`~DifferentialExpression.prior_mean_weights_` and
+        ``prior_variance_weights_``, all genes) so that the null uses exactly
         the same hyper-parameters and does not refit the pooled prior, which
         no relabelling changes.
     n_null_genes
@@ -233,8 +237,13 @@ def expression_null_distances(
     de_kwargs = dict(de_kwargs or {})
     fit_kwargs = dict(fit_kwargs or {})
     rng = np.random.default_rng(random_state)
-    X = np.vstack([np.asarray(X1, np.float64), np.asarray(X2, np.float64)])
-    Y = _stack_rows(Y1, Y2)
+    # The permutations are drawn on the cells in a canonical order, so that
+    # the null does not depend on how the caller ordered them.
+    o1, o2 = canonical_rows(X1, Y1), canonical_rows(X2, Y2)
+    X = np.vstack([np.asarray(X1, np.float64)[o1], np.asarray(X2, np.float64)[o2]])
+    Y = _stack_rows(_take_rows(Y1, o1), _take_rows(Y2, o2))
+    condition1_sample_indices = _reorder(condition1_sample_indices, o1)
+    condition2_sample_indices = _reorder(condition2_sample_indices, o2)
     n1 = len(X1)
 
     # Permuting cells only within small groups of similar states keeps each
@@ -264,7 +273,7 @@ def expression_null_distances(
         de = DifferentialExpression(**de_kwargs)
         de.fit(X[mask], _take_rows(Yg, mask), X[~mask], _take_rows(Yg, ~mask),
                condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
-        distances = de.compute_mahalanobis_distances(de.landmarks, progress=False)
+        distances = de.compute_mahalanobis_distances(de.landmarks_, progress=False)
         if rescale_to is not None and genes.size >= MIN_GENES_FOR_RESCALING:
             distances = distances * _median_ratio(rescale_to, distances)
         null.append(distances)
@@ -288,8 +297,34 @@ def _stack_rows(A, B):
     return np.vstack([np.asarray(A), np.asarray(B)])
 
 
-def _take_rows(Y, mask):
-    return Y[np.flatnonzero(mask)]
+def _take_rows(Y, rows):
+    """``Y[rows]`` for a boolean mask or an index array, dense or sparse."""
+    rows = np.asarray(rows)
+    if rows.dtype == bool:
+        rows = np.flatnonzero(rows)
+    if not hasattr(Y, "tocsr"):
+        Y = np.asarray(Y)
+    return Y[rows]
+
+
+def _reorder(labels, order):
+    return None if labels is None else np.asarray(labels)[order]
+
+
+def canonical_rows(X: np.ndarray, Y=None) -> np.ndarray:
+    """An order of the cells that depends only on their values, not on their positions.
+
+    :func:`~kompot.core.landmarks.canonical_order` of the cell states; cells
+    with identical states are ordered by their expression (a fixed random
+    projection of ``Y``), so that permutations drawn on this order, and the
+    fits that follow, are the same however the caller ordered the cells.
+    """
+    X = np.asarray(X, np.float64)
+    if Y is None:
+        return canonical_order(X)
+    projection = np.random.default_rng(0).standard_normal(Y.shape[1])
+    tie_break = np.asarray(Y @ projection, np.float64).reshape(-1)
+    return np.lexsort(np.vstack([tie_break[None, :], X.T[::-1]]))
 
 
 def abundance_null_zscores(

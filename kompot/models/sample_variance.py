@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from .._warnings import warn_inert_parameters
 from ..core.blocks import block_slices
 from ..core.density import fit_density, prior_mean
 from ..core.function_gp import fit_function
@@ -25,7 +26,7 @@ from ..core.landmarks import (
     nearest_neighbor_distances,
     select_landmarks,
 )
-from ..core.mellon_bridge import density_predictor, function_predictor
+from ._fitted import not_fitted
 
 logger = logging.getLogger("kompot")
 
@@ -45,23 +46,29 @@ class SampleVarianceEstimator:
     eps
         Added to variances before they are used as denominators downstream.
     jit_compile
-        Kept for API compatibility; kompot's numerics are BLAS calls that need
-        no JIT compilation, so this has no effect.
+        Has no effect (kompot's numerics are BLAS calls that need no JIT);
+        kept so that kompot 0.8.0 code runs. Setting it warns.
     estimator_type
         ``"function"`` for gene expression (one output per gene) or
         ``"density"`` for the log density of cell states.
     store_arrays_on_disk, disk_storage_dir
-        Kept for API compatibility. Only low-rank factors are stored, so no
-        array here needs to go to disk; these have no effect.
+        Have no effect (only low-rank factors are kept, nothing needs to go
+        to disk); kept for compatibility. Setting them warns.
     dask_num_workers
-        Kept for API compatibility; no effect.
+        Has no effect; kept for compatibility. Setting it warns.
 
     Attributes
     ----------
     group_predictors
-        ``{group: mellon predictor}`` for each sample with enough cells.
+        ``{group: mellon predictor}`` for each sample with enough cells
+        (built from the fit on first access; this imports mellon).
     n_groups
-        Number of samples that received an estimator (at least 2).
+        Number of samples that received an estimator (at least 2); 0 before
+        :meth:`fit`.
+    groups_
+        The labels of those samples.
+    landmarks_, cov_func_
+        Landmarks and covariance shared by all samples' fits.
     """
 
     def __init__(
@@ -82,13 +89,26 @@ class SampleVarianceEstimator:
         self.estimator_type = estimator_type
         self.store_arrays_on_disk = store_arrays_on_disk
         self.disk_storage_dir = disk_storage_dir
-        self.disk_storage = None
         self.dask_num_workers = dask_num_workers
-        self.group_predictors: dict = {}
+        warn_inert_parameters(
+            "SampleVarianceEstimator",
+            dict(jit_compile=jit_compile, store_arrays_on_disk=store_arrays_on_disk,
+                 disk_storage_dir=disk_storage_dir, dask_num_workers=dask_num_workers),
+            dict(jit_compile=True, store_arrays_on_disk=None, disk_storage_dir=None,
+                 dask_num_workers=None),
+        )
+        self.disk_storage = None  # the seed's attribute; nothing is ever stored on disk
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget everything a previous :meth:`fit` learned."""
         self.n_groups = 0
+        self.groups_ = None
+        self.landmarks_ = None
+        self.cov_func_ = None
+        self._jitter = None
         self._fits: dict = {}
-        self._landmarks = None
-        self._cov_func = None
+        self._predictors: dict | None = None
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -114,6 +134,7 @@ class SampleVarianceEstimator:
         ValueError
             If fewer than 2 groups have ``min_cells`` cells.
         """
+        self._reset()
         kwargs = dict(estimator_kwargs or {})
         unknown = set(kwargs) - _SUPPORTED_KWARGS
         if unknown:
@@ -122,31 +143,8 @@ class SampleVarianceEstimator:
                 f"{sorted(_SUPPORTED_KWARGS)}."
             )
         X = np.asarray(X, np.float64)
-        if grouping_vector is None:
-            raise ValueError("grouping_vector is required: one sample label per cell.")
-        groups = np.asarray(grouping_vector)
-        if groups.shape[0] != X.shape[0]:
-            raise ValueError(
-                f"grouping_vector has {groups.shape[0]} entries but X has {X.shape[0]} cells."
-            )
-        if self.estimator_type == "function":
-            if Y is None:
-                raise ValueError("Y (expression, cells x genes) is required for estimator_type='function'.")
-            if Y.shape[0] != X.shape[0]:
-                raise ValueError(f"Y has {Y.shape[0]} rows but X has {X.shape[0]} cells.")
-
-        labels, counts = np.unique(groups, return_counts=True)
-        valid = [g for g, c in zip(labels, counts, strict=True) if c >= min_cells]
-        skipped = [g for g, c in zip(labels, counts, strict=True) if c < min_cells]
-        if skipped:
-            logger.warning("Samples with fewer than %d cells were skipped: %s", min_cells, skipped)
-        if len(valid) < 2:
-            raise ValueError(
-                f"Sample variance needs at least 2 samples with >= {min_cells} cells; found "
-                f"{len(valid)} ({dict(zip(labels.tolist(), counts.tolist(), strict=True))}). "
-                "Provide more replicate samples, lower min_cells, or switch sample variance off."
-            )
-
+        groups = self._check_fit_inputs(X, Y, grouping_vector)
+        valid = _groups_with_enough_cells(groups, min_cells)
         landmarks = kwargs.get("landmarks")
         if landmarks is None:
             m = kwargs.get("n_landmarks") or DEFAULT_N_LANDMARKS
@@ -159,40 +157,75 @@ class SampleVarianceEstimator:
                 ls = length_scale(nearest_neighbor_distances(X), ls_factor)
             cov_func = matern52(ls)
         jitter = kwargs.get("jitter", 1e-6)
-        self._landmarks, self._cov_func = landmarks, cov_func
-
-        self._fits, self.group_predictors = {}, {}
+        fits = {}
         for g in valid:
             mask = groups == g
-            if self.estimator_type == "function":
-                fit = fit_function(
-                    X[mask], Y[mask], landmarks, cov_func,
-                    sigma=kwargs.get("sigma", 1.0), mu=kwargs.get("mu", 0.0),
-                    mean_weights=kwargs.get("mean_weights"),
-                    variance_mean_weights=kwargs.get("variance_mean_weights"), jitter=jitter,
-                    obs_variance=kwargs.get("obs_variance", True),
-                    batch_size=kwargs.get("batch_size", 10_000),
-                )
-                self.group_predictors[g] = function_predictor(fit, jitter)
-            else:
-                r = nearest_neighbor_distances(X[mask])
-                d = kwargs.get("d", X.shape[1])
-                mu = kwargs.get("mu", prior_mean(r, d))
-                fit = fit_density(X[mask], landmarks, cov_func, d=d, mu=mu, nn_distances=r, jitter=jitter)
-                self.group_predictors[g] = density_predictor(fit, landmarks, cov_func, jitter)
-            self._fits[g] = fit
-        self.n_groups = len(valid)
+            fits[g] = self._fit_group(X[mask], None if Y is None else Y[mask], landmarks,
+                                      cov_func, jitter, kwargs)
+        self._fits, self.groups_, self.n_groups = fits, np.asarray(valid), len(valid)
+        self.landmarks_, self.cov_func_, self._jitter = landmarks, cov_func, jitter
         return self
+
+    def _check_fit_inputs(self, X, Y, grouping_vector) -> np.ndarray:
+        """The sample labels as an array, after checking that the inputs fit together."""
+        if grouping_vector is None:
+            raise ValueError("grouping_vector is required: one sample label per cell.")
+        groups = np.asarray(grouping_vector)
+        if groups.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"grouping_vector has {groups.shape[0]} entries but X has {X.shape[0]} cells."
+            )
+        if self.estimator_type == "function":
+            if Y is None:
+                raise ValueError("Y (expression, cells x genes) is required for estimator_type='function'.")
+            if Y.shape[0] != X.shape[0]:
+                raise ValueError(f"Y has {Y.shape[0]} rows but X has {X.shape[0]} cells.")
+        return groups
+
+    def _fit_group(self, X, Y, landmarks, cov_func, jitter, kwargs):
+        """One sample's fit on the shared landmarks and covariance."""
+        if self.estimator_type == "function":
+            return fit_function(
+                X, Y, landmarks, cov_func,
+                sigma=kwargs.get("sigma", 1.0), mu=kwargs.get("mu", 0.0),
+                mean_weights=kwargs.get("mean_weights"),
+                variance_mean_weights=kwargs.get("variance_mean_weights"), jitter=jitter,
+                obs_variance=kwargs.get("obs_variance", True),
+                batch_size=kwargs.get("batch_size", 10_000),
+            )
+        r = nearest_neighbor_distances(X)
+        d = kwargs.get("d", X.shape[1])
+        mu = kwargs.get("mu", prior_mean(r, d))
+        return fit_density(X, landmarks, cov_func, d=d, mu=mu, nn_distances=r, jitter=jitter)
+
+    @property
+    def group_predictors(self) -> dict:
+        """``{group: mellon predictor}`` of every fitted sample; ``{}`` before :meth:`fit`.
+
+        Built from the fits on first access (importing mellon then, not before).
+        """
+        if self._predictors is None and self._fits:
+            from ..core.mellon_bridge import density_predictor, function_predictor
+
+            if self.estimator_type == "function":
+                self._predictors = {g: function_predictor(f, self._jitter)
+                                    for g, f in self._fits.items()}
+            else:
+                self._predictors = {
+                    g: density_predictor(f, self.landmarks_, self.cov_func_, self._jitter)
+                    for g, f in self._fits.items()
+                }
+        return dict(self._predictors or {})
 
     # ------------------------------------------------------------- predict
     def _check_fitted(self):
         if not self._fits:
-            raise RuntimeError("SampleVarianceEstimator is not fitted; call fit() first.")
+            raise not_fitted("SampleVarianceEstimator", "call fit(X, Y, grouping_vector) first")
 
     def group_means(self, X: np.ndarray, K: np.ndarray | None = None) -> np.ndarray:
         """Each group's prediction at ``X``: shape (K, n, G) (G = 1 for density)."""
         self._check_fitted()
-        K = kernel_matrix(self._cov_func, X, self._landmarks) if K is None else K
+        K = kernel_matrix(self.cov_func_, X, self.landmarks_) if K is None else K
         out = []
         for fit in self._fits.values():
             if self.estimator_type == "function":
@@ -210,7 +243,7 @@ class SampleVarianceEstimator:
     def obs_variance(self, X: np.ndarray, K: np.ndarray | None = None) -> np.ndarray:
         """Mean over samples of the within-sample empirical variance, (n, G)."""
         self._check_fitted()
-        K = kernel_matrix(self._cov_func, X, self._landmarks) if K is None else K
+        K = kernel_matrix(self.cov_func_, X, self.landmarks_) if K is None else K
         per_group = [fit.obs_variance(K=K, X=X) for fit in self._fits.values()]
         return np.mean(per_group, axis=0)
 
@@ -240,3 +273,30 @@ class SampleVarianceEstimator:
         if n_bytes > _MAX_DENSE_BYTES / 8:
             warnings.warn("Building a large dense covariance tensor.", RuntimeWarning, stacklevel=2)
         return np.einsum("gik,gjk->ijg", B, B)
+
+
+def _groups_with_enough_cells(groups: np.ndarray, min_cells: int) -> list:
+    """Labels with at least ``min_cells`` cells; raises unless there are 2 or more."""
+    labels, counts = np.unique(groups, return_counts=True)
+    valid = [g for g, c in zip(labels, counts, strict=True) if c >= min_cells]
+    skipped = [g for g, c in zip(labels, counts, strict=True) if c < min_cells]
+    if skipped:
+        logger.warning("Samples with fewer than %d cells were skipped: %s", min_cells, skipped)
+    if len(valid) < 2:
+        raise ValueError(
+            f"Sample variance needs at least 2 samples with >= {min_cells} cells; found "
+            f"{len(valid)} ({dict(zip(labels.tolist(), counts.tolist(), strict=True))}). "
+            "Provide more replicate samples, lower min_cells, or switch sample variance off."
+        )
+    return valid
+
+
+def call_variance_predictor(vp, X: np.ndarray, diag: bool, progress: bool = False) -> np.ndarray:
+    """Evaluate a sample-variance predictor: an estimator with ``predict`` or a plain callable.
+
+    kompot 0.8.0 stores the bound ``SampleVarianceEstimator.predict`` as its
+    variance predictors, so a callable ``vp(X, diag=...)`` is accepted too.
+    """
+    if isinstance(vp, SampleVarianceEstimator) or hasattr(vp, "predict"):
+        return np.asarray(vp.predict(X, diag=diag, progress=progress), np.float64)
+    return np.asarray(vp(X, diag=diag), np.float64)

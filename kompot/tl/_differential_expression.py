@@ -217,14 +217,14 @@ def compute_differential_expression(
     in_pair = mask1 | mask2
     mean_lfc, per_cell = _predict_in_chunks(model, X, in_pair, store_layers, progress)
     mahalanobis = model.compute_mahalanobis_distances(X, progress=progress)
-    fitted_ls = model.model1.ls
+    fitted_ls = model.model1_.ls_
     table = None
     if fdr:
         # The union of both conditions' cells is the same under any relabelling,
         # so the null reuses the real run's landmarks and length scale exactly.
-        null_fit = {**fit_kwargs, "landmarks": model.landmarks, "ls": fitted_ls,
-                    "mean_weights": model.prior_mean_weights,
-                    "variance_mean_weights": model.prior_variance_weights}
+        null_fit = {**fit_kwargs, "landmarks": model.landmarks_, "ls": fitted_ls,
+                    "mean_weights": model.prior_mean_weights_,
+                    "variance_mean_weights": model.prior_variance_weights_}
         null = expression_null_distances(
             X[mask1], Y1, X[mask2], Y2, n_permutations=n_permutations,
             condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
@@ -260,7 +260,7 @@ def compute_differential_expression(
         }
         layers = {names[k]: full_layer(v, gene_idx, adata.n_vars) for k, v in per_cell.items()}
     record = make_record(
-        params, landmarks=model.landmarks, ls=fitted_ls, obsm_key=obsm_key, groupby=groupby,
+        params, landmarks=model.landmarks_, ls=fitted_ls, obsm_key=obsm_key, groupby=groupby,
         condition1=str(condition1), condition2=str(condition2),
     )
     if copy:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -92,37 +93,90 @@ def write_run(
 ) -> None:
     """Replace the run stored under ``key_added`` by this one and log what was written.
 
-    Fields of an earlier run under the same key are removed first (a re-run
-    with other conditions would otherwise leave orphaned columns that no
-    record points to); fields of other keys are never touched.
+    Fields of an earlier run under the same key are removed (a re-run with
+    other conditions would otherwise leave orphaned columns that no record
+    points to); fields of other keys are never touched. The new ``obs``,
+    ``var``, ``layers`` and ``uns`` are built aside first and then swapped in;
+    if anything fails (or the run is interrupted) on the way, every slot gets
+    its previous content back, so the earlier run stays intact and its record
+    never points at deleted fields.
     """
-    for slot, names in _previous_fields(adata, key_added).items():
-        container = {"obs": adata.obs, "var": adata.var}.get(slot)
-        for name in names:
-            if container is not None:
-                if name in container.columns:
-                    del container[name]
-            elif slot == "layers":
-                if name in adata.layers:
-                    del adata.layers[name]
-            elif name in adata.uns:
-                del adata.uns[name]
-    for name, values in (obs or {}).items():
-        adata.obs[name] = values
-    for name, values in (var or {}).items():
-        adata.var[name] = values
-    for name, values in (layers or {}).items():
-        adata.layers[name] = values
-    for name, values in (uns or {}).items():
-        adata.uns[name] = values
-    record["fields"] = {
+    record = {**record, "fields": {
         slot: list(names or {})
         for slot, names in zip(FIELD_SLOTS, (obs, var, layers, uns), strict=True)
-    }
-    adata.uns[key_added] = record
+    }}
+    staged = _stage(adata, key_added, record, obs=obs or {}, var=var or {}, layers=layers or {},
+                    uns=uns or {})
+    if adata.is_view:
+        # Setting the first slot makes the view an actual AnnData (anndata's
+        # setters copy it); say so, as anndata does when a view is modified.
+        from anndata import ImplicitModificationWarning
+
+        warnings.warn(
+            "kompot writes its results into a view of an AnnData; the view becomes an actual "
+            "AnnData (a copy), the AnnData it was taken from is left unchanged.",
+            ImplicitModificationWarning, stacklevel=3,
+        )
+    _swap_in(adata, staged)
     written = [
         f"{slot}: {', '.join(record['fields'][slot])}"
         for slot in FIELD_SLOTS
         if len(record["fields"][slot])
     ]
     logger.info("kompot wrote %s; record in uns[%r].", "; ".join(written), key_added)
+
+
+def _stage(adata, key_added: str, record: dict, *, obs, var, layers, uns) -> dict[str, object]:
+    """The new content of every slot this run changes, built without touching ``adata``."""
+    old = _previous_fields(adata, key_added)
+    staged = {}
+    for slot, new in (("obs", obs), ("var", var)):
+        if new or old.get(slot):
+            staged[slot] = _frame_with(getattr(adata, slot), old.get(slot, []), new)
+    if layers or old.get("layers"):
+        kept = {k: v for k, v in adata.layers.items() if k not in old.get("layers", [])}
+        for name, values in layers.items():
+            if tuple(np.shape(values)[:2]) != tuple(adata.shape):
+                raise ValueError(
+                    f"Layer {name!r} has shape {np.shape(values)}, but adata is {adata.shape}."
+                )
+        staged["layers"] = {**kept, **layers}
+    kept = {k: v for k, v in adata.uns.items() if k not in old.get("uns", [])}
+    staged["uns"] = {**kept, **uns, key_added: record}
+    return staged
+
+
+def _frame_with(frame, drop: list[str], add: Mapping[str, object]):
+    """A new DataFrame: ``frame`` without the columns ``drop``, with the columns ``add``."""
+    out = frame.drop(columns=[name for name in drop if name in frame.columns])
+    for name, values in add.items():
+        out[name] = values
+    return out
+
+
+def _get_slot(adata, slot: str):
+    if slot == "layers":
+        return dict(adata.layers)
+    if slot == "uns":
+        return dict(adata.uns)
+    return getattr(adata, slot)
+
+
+def _set_slot(adata, slot: str, value) -> None:
+    if slot == "uns":  # in place: whoever holds adata.uns keeps seeing the record
+        adata.uns.clear()
+        adata.uns.update(value)
+    else:
+        setattr(adata, slot, value)
+
+
+def _swap_in(adata, staged: dict[str, object]) -> None:
+    """Set every staged slot; on any failure restore all slots as they were."""
+    before = {slot: _get_slot(adata, slot) for slot in staged}
+    try:
+        for slot, value in staged.items():
+            _set_slot(adata, slot, value)
+    except BaseException:
+        for slot, value in before.items():
+            _set_slot(adata, slot, value)
+        raise

@@ -150,7 +150,7 @@ def compute_smoothed_expression(
         keys.std: full_layer(std, gene_idx, adata.n_vars),
     }
     record = make_record(
-        params, landmarks=model.landmarks, ls=model.ls, obsm_key=obsm_key, groupby=groupby,
+        params, landmarks=model.landmarks_, ls=model.ls_, obsm_key=obsm_key, groupby=groupby,
         condition=condition,
     )
     if copy:

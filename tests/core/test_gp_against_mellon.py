@@ -6,6 +6,7 @@ import mellon
 import numpy as np
 import pytest
 
+import kompot
 from kompot.core.density import fit_density, prior_mean
 from kompot.core.function_gp import fit_function
 from kompot.core.kernel import kernel_diag, kernel_matrix, matern52
@@ -28,9 +29,36 @@ def problem():
 
 def test_kernel_matches_mellon(problem):
     X, _, U, _, ls = problem
-    cov = matern52(ls)
-    np.testing.assert_allclose(kernel_matrix(cov, X, U), np.asarray(cov(X, U)), atol=1e-14)
-    np.testing.assert_allclose(kernel_diag(cov, X), np.asarray(cov.diag(X)), atol=1e-14)
+    ours, theirs = matern52(ls), mellon.cov.Matern52(ls=ls)
+    reference = np.asarray(theirs(X, U))
+    np.testing.assert_allclose(ours(X, U), reference, atol=1e-14)
+    np.testing.assert_allclose(kernel_matrix(ours, X, U), reference, atol=1e-14)
+    np.testing.assert_allclose(kernel_matrix(theirs, X, U), reference, atol=1e-14)
+    np.testing.assert_allclose(kernel_diag(ours, X), np.asarray(theirs.diag(X)), atol=1e-14)
+    np.testing.assert_allclose(ours.diag(X), np.asarray(theirs.diag(X)), atol=1e-14)
+
+
+def test_bridge_converts_our_kernel_and_keeps_a_users_mellon_kernel(problem):
+    from kompot.core.mellon_bridge import mellon_cov
+
+    _, _, _, _, ls = problem
+    converted = mellon_cov(matern52(ls))
+    assert type(converted) is mellon.cov.Matern52 and converted.ls == ls
+    users = mellon.cov.Matern32(ls=ls)
+    assert mellon_cov(users) is users
+
+
+def test_a_users_mellon_kernel_is_used_as_given(problem):
+    X, Y, U, _, ls = problem
+    cov = mellon.cov.Matern32(ls=ls)  # not the fast path: called as it is
+    np.testing.assert_allclose(kernel_matrix(cov, X[:30], U), np.asarray(cov(X[:30], U)),
+                               atol=1e-14)
+    model = kompot.ExpressionModel(n_landmarks=None).fit(X, Y, landmarks=U, cov_func=cov)
+    assert model.cov_func is cov
+    fit = fit_function(X, Y, U, cov)
+    np.testing.assert_allclose(model.predict(X[:20], progress=False), fit.mean(X[:20]),
+                               atol=1e-12)
+    assert type(model.predictor.cov_func) is mellon.cov.Matern32
 
 
 def test_density_map_matches_mellon(problem):

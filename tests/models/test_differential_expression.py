@@ -124,7 +124,7 @@ def test_replicates_need_both_conditions_or_permission(toy_split):
 
 
 def test_compute_fdr_needs_distances_first():
-    with pytest.raises(RuntimeError, match="No Mahalanobis distances"):
+    with pytest.raises(ValueError, match="No Mahalanobis distances"):
         kompot.DifferentialExpression().compute_fdr(np.ones(10))
 
 

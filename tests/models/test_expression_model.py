@@ -63,5 +63,5 @@ def test_bad_input(toy_split):
         kompot.ExpressionModel().fit(t["X1"], t["Y1"][:10])
     with pytest.raises(TypeError, match="Unsupported keyword"):
         kompot.ExpressionModel().fit(t["X1"], t["Y1"], gp_type="full")
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(ValueError, match="not fitted"):
         kompot.ExpressionModel().predict(t["X1"])
