@@ -165,8 +165,10 @@ def metrics(score, calls, truth, p1):
     s = np.where(ok, score, 0.0)
     auc_up = roc_auc_score(truth == 1, s)
     auc_down = roc_auc_score(truth == -1, -s)
+    true_log_ratio = np.log(p1 / (1 - p1))  # up to a constant: log(n1/n2) leaves slopes alone
     out = dict(auroc=0.5 * (auc_up + auc_down), auroc_up=auc_up, auroc_down=auc_down,
-               spearman=spearmanr(s, np.log(p1 / (1 - p1))).statistic,
+               spearman=spearmanr(s, true_log_ratio).statistic,
+               slope=np.polyfit(true_log_ratio, s, 1)[0],
                frac_scored=ok.mean())
     if calls is None:
         out.update(tpr=np.nan, fdr=np.nan, n_called=np.nan)
@@ -376,17 +378,30 @@ def machine():
 
 def table(df):
     g = df.groupby(["manifold", "method"], sort=False)
-    agg = g[["auroc", "tpr", "fdr", "spearman"]].mean()
+    agg = g[["auroc", "tpr", "fdr", "spearman", "slope"]].mean()
     agg["runtime"] = g.runtime.median()  # median: robust to a shared, busy machine
     agg = agg.reset_index()
     order = {m: i for i, m in enumerate(MANIFOLDS)}
     agg = agg.sort_values("manifold", key=lambda s: s.map(order), kind="stable")
-    lines = ["| manifold | method | AUROC | TPR | obs. FDR | Spearman | median runtime (s) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| manifold | method | AUROC | TPR | obs. FDR | Spearman | slope | median runtime (s) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in agg.itertuples():
         f = lambda v: "n/a" if not np.isfinite(v) else f"{v:.2f}"  # noqa: E731
         lines.append(f"| {r.manifold} | {r.method} | {f(r.auroc)} | {f(r.tpr)} | {f(r.fdr)} "
-                     f"| {f(r.spearman)} | {r.runtime:.1f} |")
+                     f"| {f(r.spearman)} | {f(r.slope)} | {r.runtime:.1f} |")
+    return "\n".join(lines)
+
+
+def grid_summary(df):
+    """Means over the datasets of the original grid (36) and of all manifolds, per method."""
+    lines = ["| method | datasets | AUROC | TPR | obs. FDR | slope | AUROC, all manifolds | datasets |",
+             "|---|---|---|---|---|---|---|---|"]
+    original = df[df.manifold.isin(("linear", "branching", "clustered", "pbmc68k"))]
+    for method in df.method.unique():
+        a, b = original[original.method == method], df[df.method == method]
+        f = lambda v: "n/a" if not np.isfinite(v) else f"{v:.3f}"  # noqa: E731
+        lines.append(f"| {method} | {len(a)} | {f(a.auroc.mean())} | {f(a.tpr.mean())} | "
+                     f"{f(a.fdr.mean())} | {f(a.slope.mean())} | {f(b.auroc.mean())} | {len(b)} |")
     return "\n".join(lines)
 
 
@@ -445,6 +460,8 @@ def main():
                                                           "runtime"]].mean().round(3)
           .to_string())
     print(table(df))
+    print()
+    print(grid_summary(df))
     print()
     print(auroc_table(df))
     if not a.smoke:

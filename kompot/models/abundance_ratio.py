@@ -6,7 +6,6 @@ import logging
 import warnings
 
 import numpy as np
-from scipy import stats
 from scipy.special import log_ndtr, ndtri
 
 from ..core.blocks import block_slices
@@ -275,6 +274,8 @@ class DifferentialAbundanceRatio:
                 sample_var[s], df[s] = jackknife_variance(self.jackknife_, Phi, self.amplitude_)
         log_p = np.log(2.0) + log_ndtr(-np.abs(lfc) / np.sqrt(var))
         if sample_var is not None:
+            from scipy import stats  # at call time: scipy.stats is slow to import
+
             # Moderated between-sample variance: the posterior variance counts as
             # PRIOR_DF degrees of freedom next to the jackknife's Welch df.
             df = df + PRIOR_DF
