@@ -113,6 +113,17 @@ class WhitenedKernelBlocks:
             yield s, (self.cache[i] if self.cache is not None else self._compute(s))
 
 
+def gradient_and_hessian(blocks, residual: np.ndarray, curvature: np.ndarray, m: int):
+    """``L^T residual`` and ``L^T diag(curvature) L``, accumulated over cell blocks."""
+    g = np.zeros(m)
+    H = np.zeros((m, m))
+    for s, L in blocks:
+        g += L.T @ residual[s]
+        Lc = L * np.sqrt(curvature[s])[:, None]
+        H += Lc.T @ Lc
+    return g, H
+
+
 def fit_density(
     X: np.ndarray,
     landmarks: np.ndarray,
@@ -147,16 +158,6 @@ def fit_density(
     def loss(z, f):
         return 0.5 * z @ z - np.sum(f + Vdr - np.exp(f + V))
 
-    def gradient_and_hessian(weights_e, residual):
-        # L^T r and L^T diag(e) L, accumulated over cell blocks.
-        gz = np.zeros(m)
-        Hz = np.zeros((m, m))
-        for s, L in blocks:
-            gz += L.T @ residual[s]
-            Le = L * np.sqrt(weights_e[s])[:, None]
-            Hz += Le.T @ Le
-        return gz, Hz
-
     # Ridge start as in mellon, argmin |L z - (mle - mu)|^2 + |z|^2, then shifted
     # by the best constant: the smoothed MLE sits above the optimum (the
     # optimum is a local soft-minimum of the noisy per-cell MLE), and Newton
@@ -177,7 +178,7 @@ def fit_density(
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         e = np.exp(f + V)
-        gz, Hz = gradient_and_hessian(e, 1.0 - e)
+        gz, Hz = gradient_and_hessian(blocks, 1.0 - e, e, m)
         grad = z - gz
         R = safe_cholesky(np.eye(m) + Hz, what="Laplace Hessian")
         step = upper_solve(R, lower_solve(R, grad))

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, log_expit
 
+from .density import gradient_and_hessian
 from .linalg import lower_solve, safe_cholesky, upper_solve
 
 logger = logging.getLogger("kompot")
@@ -63,17 +64,6 @@ def _latent(blocks, w: np.ndarray, n: int) -> np.ndarray:
 def _log_likelihood(y: np.ndarray, eta: np.ndarray) -> float:
     """Bernoulli log likelihood of the labels at log-odds ``eta``."""
     return float(np.sum(log_expit(np.where(y > 0, eta, -eta))))
-
-
-def _gradient_and_hessian(blocks, residual: np.ndarray, curvature: np.ndarray, m: int):
-    """``L^T residual`` and ``L^T diag(curvature) L``, accumulated over cell blocks."""
-    g = np.zeros(m)
-    H = np.zeros((m, m))
-    for s, L in blocks:
-        g += L.T @ residual[s]
-        Lc = L * np.sqrt(curvature[s])[:, None]
-        H += Lc.T @ Lc
-    return g, H
 
 
 def fit_log_ratio(
@@ -116,7 +106,7 @@ def fit_log_ratio(
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         pi = expit(eta)
-        g, H = _gradient_and_hessian(blocks, y - pi, pi * (1.0 - pi), m)
+        g, H = gradient_and_hessian(blocks, y - pi, pi * (1.0 - pi), m)
         grad = w - a * g
         R = safe_cholesky(np.eye(m) + (a * a) * H, what="log-ratio Hessian")
         step = upper_solve(R, lower_solve(R, grad))
@@ -137,7 +127,7 @@ def fit_log_ratio(
         w, eta, current = w_new, eta_new, new
     else:
         pi = expit(eta)
-        _, H = _gradient_and_hessian(blocks, y - pi, pi * (1.0 - pi), m)
+        _, H = gradient_and_hessian(blocks, y - pi, pi * (1.0 - pi), m)
         R = safe_cholesky(np.eye(m) + (a * a) * H, what="log-ratio Hessian")
     # Laplace: log p(y) ~ log p(y | w*) - |w*|^2 / 2 - log det(H) / 2.
     log_evidence = -current - float(np.sum(np.log(np.diag(R))))
@@ -224,7 +214,7 @@ def sample_jackknife(blocks, y: np.ndarray, sample_codes: np.ndarray, fit: LogRa
     for s, L in blocks:
         np.add.at(g_k, codes[s], L * residual[s][:, None])
         np.add.at(d_k, codes[s], L * curvature[s][:, None])
-    H_all = _gradient_and_hessian(blocks, residual, curvature, m)[1]
+    H_all = gradient_and_hessian(blocks, residual, curvature, m)[1]
     g_all, d_all = g_k.sum(0), d_k.sum(0)
     n1 = float(np.sum(y == 0))
     n2 = float(n - n1)

@@ -91,7 +91,7 @@ def _random_splits(k1, total, n_permutations, rng) -> list[list[int]]:
                              k1, total)
         if c is not None:
             seen.add(c)
-    return sorted((sorted(c) for c in seen))
+    return sorted(sorted(c) for c in seen)
 
 
 def label_partitions(
