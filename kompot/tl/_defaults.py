@@ -8,7 +8,8 @@ users run, so its defaults are chosen from the benchmarks
 # Multipliers of mellon's length-scale rule. The classes use 10, which smooths
 # away population-sized changes when the representation carries isotropic
 # noise in many dimensions; see benchmarks/RESULTS.md.
-# Densities (DA): 0.25. Against 0.5 it raised the mean modified AUROC of the
+# Densities (DA with method="density"; the default method="ratio" chooses its
+# length scale by the Laplace evidence): 0.25. Against 0.5 it raised the mean modified AUROC of the
 # Milo-protocol grid from 0.88 to 0.92 (pbmc68k 0.61 -> 0.77) and kept the
 # false-call share of FDR-controlled calls on planted toy data at or below
 # the nominal level (0.5 let the smoothed fold change bleed past the planted
