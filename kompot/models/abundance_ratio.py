@@ -139,7 +139,6 @@ class DifferentialAbundanceRatio:
         condition1_sample_indices: np.ndarray | None = None,
         condition2_sample_indices: np.ndarray | None = None,
         allow_single_condition_variance: bool = False,
-        progress: bool = False,
     ) -> DifferentialAbundanceRatio:
         """Fit the log ratio on the pooled cells of both conditions.
 
