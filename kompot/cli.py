@@ -256,6 +256,9 @@ def _check_paths(source: Path, target: Path) -> None:
     if source.resolve() == target.resolve() or (target.exists() and target.samefile(source)):
         raise UsageError(f"the output {target} is the input file; kompot never modifies its "
                          "input, pass another path to -o")
+    if target.is_dir():
+        raise UsageError(f"the output {target} is a folder; pass a file name such as "
+                         f"{target / 'results.h5ad'}")
     if not target.parent.is_dir():
         raise UsageError(f"the output folder {target.parent} does not exist")
 

@@ -181,13 +181,14 @@ def test_errors_are_one_line_without_traceback(arguments, words, toy_file, tmp_p
     ("arguments", "words"),
     [
         (["{toy}", "-o", "{toy}", *CONDITIONS], ["is the input file"]),
+        (["{toy}", "-o", "{tmp}", *CONDITIONS], ["is a folder"]),
         (["{toy}", *OUT, "--groupby", "cond", "--condition1", "control",
           "--condition2", "treated"], ["cond"]),
         (["{toy}", *OUT, "--groupby", "condition", "--condition1", "control",
           "--condition2", "placebo"], ["placebo"]),
         (["{toy}", *OUT, *CONDITIONS, "--fdr-threshold", "2"], ["fdr_threshold"]),
     ],
-    ids=["same-path", "column", "condition", "tl-value"],
+    ids=["same-path", "output-folder", "column", "condition", "tl-value"],
 )
 def test_input_errors_are_reported_as_one_line(arguments, words, toy_file, tmp_path, capsys,
                                                monkeypatch):
