@@ -27,6 +27,7 @@ from ..core.log_ratio import (
     ratio_moments,
     sample_jackknife,
 )
+from ..core.moderation import VariancePrior, fit_variance_prior, moderated_variance
 
 logger = logging.getLogger("kompot")
 
@@ -54,13 +55,11 @@ SEARCH_TOLERANCE = 1e-8
 # 68-100 % of the cells with its PTP rule at n = 5-40. kompot.tl applies the
 # same minimum to both methods (docs/significance.md).
 MIN_CELLS_PER_CONDITION = 10
-# With replicates, the posterior variance enters the between-sample variance
-# as this many degrees of freedom (a moderated variance, as in limma). On 30
-# null data sets whose samples differ at random in composition (3 vs 3),
-# 0, 2, 4 and 8 gave runs with any call at q = 0.1 of 1, 3, 3 and 7 of 30;
-# the power on the planted toy data rose from 0.24 to 0.72 (mean of 4 seeds)
-# from 0 to 2 (docs/significance.md).
-PRIOR_DF = 2.0
+# With replicates, the jackknife's between-sample variances are moderated
+# by an empirical-Bayes prior (kompot.core.moderation) whose degrees of
+# freedom and scale, relative to the posterior variance, are estimated from
+# at most this many of the fitted cells (a seeded subsample).
+VARIANCE_PRIOR_MAX_CELLS = 20_000
 _JITTER = 1e-6
 _DEFAULT_PREDICT_BLOCK = 20_000
 
@@ -81,7 +80,9 @@ class DifferentialAbundanceRatio:
     posterior and the spread between samples support it: the p-value is the
     larger of the posterior's (normal) and of a t-test whose variance comes
     from leave-one-sample-out refits (a jackknife stratified by condition,
-    Welch's degrees of freedom), moderated by the posterior variance.
+    Welch's degrees of freedom). As in limma, these variances are moderated
+    by an empirical-Bayes prior fitted over the cells, in units of each
+    cell's posterior variance.
 
     Parameters
     ----------
@@ -110,6 +111,9 @@ class DifferentialAbundanceRatio:
         ``{(ls, amplitude): Laplace log evidence}`` of every point the search visited.
     jackknife_
         Leave-one-sample-out weight shifts (``None`` without samples).
+    variance_prior_
+        The empirical-Bayes prior of the between-sample variances, relative
+        to the posterior variance (``None`` without samples).
     """
 
     def __init__(
@@ -180,7 +184,16 @@ class DifferentialAbundanceRatio:
         self.fit_: LogRatioFit = fit
         self.basis_ = basis
         self.jackknife_ = None if samples is None else sample_jackknife(blocks, y, samples, fit)
+        self.variance_prior_ = None if samples is None else self._variance_prior(X)
         return self
+
+    def _variance_prior(self, X: np.ndarray) -> VariancePrior:
+        """Fit the moderation prior on the fitted cells (a seeded subsample of them)."""
+        if len(X) > VARIANCE_PRIOR_MAX_CELLS:
+            rng = np.random.default_rng(self.random_state)
+            X = X[np.sort(rng.choice(len(X), VARIANCE_PRIOR_MAX_CELLS, replace=False))]
+        _, var, sample_var, df = self._moments(X)
+        return fit_variance_prior(sample_var / var, df)
 
     def _search(self, X, y, U, offset, base):
         """Hill climb on the (length scale, amplitude) lattice by Laplace evidence."""
@@ -251,7 +264,8 @@ class DifferentialAbundanceRatio:
         ``log_fold_change_fdr`` and ``log_fold_change_direction``; with
         samples also ``log_fold_change_sample_variance`` (the jackknife's
         between-sample variance) and ``log_fold_change_df`` (the degrees of
-        freedom of the t-test: Welch's plus :data:`PRIOR_DF`).
+        freedom of the moderated t-test: Welch's plus the prior's, ``inf``
+        when the prior is exact).
         """
         self._check_fitted()
         X_new = np.asarray(X_new, np.float64)
@@ -259,26 +273,12 @@ class DifferentialAbundanceRatio:
             raise ValueError(
                 f"X_new must have shape (n_cells, {self.landmarks_.shape[1]}), got {X_new.shape}."
             )
-        n = len(X_new)
-        lfc, var = np.empty(n), np.empty(n)
-        sample_var = df = None
-        if self.jackknife_ is not None:
-            sample_var, df = np.empty(n), np.empty(n)
-        for s in block_slices(n, self.batch_size or _DEFAULT_PREDICT_BLOCK, progress=progress,
-                              desc="predict DA ratio"):
-            Phi = self.basis_.features(X_new[s])
-            residual = np.maximum(1.0 - np.sum(Phi * Phi, axis=1), 0.0)
-            lfc[s], var[s] = ratio_moments(self.fit_, Phi, residual)
-            if self.jackknife_ is not None:
-                sample_var[s], df[s] = jackknife_variance(self.jackknife_, Phi, self.amplitude_)
+        lfc, var, sample_var, df = self._moments(X_new, progress)
         log_p = np.log(2.0) + log_ndtr(-np.abs(lfc) / np.sqrt(var))
         if sample_var is not None:
             from scipy import stats  # at call time: scipy.stats is slow to import
 
-            # Moderated between-sample variance: the posterior variance counts as
-            # PRIOR_DF degrees of freedom next to the jackknife's Welch df.
-            df = df + PRIOR_DF
-            moderated = (PRIOR_DF * var + (df - PRIOR_DF) * sample_var) / df
+            moderated, df = moderated_variance(sample_var, df, self.variance_prior_, var)
             t = np.abs(lfc) / np.sqrt(moderated)
             log_p = np.maximum(log_p, np.log(2.0) + stats.t.logsf(t, df))
         pvalue = np.exp(log_p)
@@ -296,6 +296,22 @@ class DifferentialAbundanceRatio:
             out["log_fold_change_sample_variance"] = sample_var
             out["log_fold_change_df"] = df
         return out
+
+    def _moments(self, X: np.ndarray, progress: bool = False):
+        """Log ratio, posterior variance and (with samples) jackknife variance and df at X."""
+        n = len(X)
+        lfc, var = np.empty(n), np.empty(n)
+        sample_var = df = None
+        if self.jackknife_ is not None:
+            sample_var, df = np.empty(n), np.empty(n)
+        for s in block_slices(n, self.batch_size or _DEFAULT_PREDICT_BLOCK, progress=progress,
+                              desc="predict DA ratio"):
+            Phi = self.basis_.features(X[s])
+            residual = np.maximum(1.0 - np.sum(Phi * Phi, axis=1), 0.0)
+            lfc[s], var[s] = ratio_moments(self.fit_, Phi, residual)
+            if self.jackknife_ is not None:
+                sample_var[s], df[s] = jackknife_variance(self.jackknife_, Phi, self.amplitude_)
+        return lfc, var, sample_var, df
 
     def calls(self, lfc: np.ndarray, fdr: np.ndarray) -> np.ndarray:
         """``'up'``/``'down'`` where the FDR and the log fold change pass, else ``'neutral'``."""
