@@ -38,6 +38,9 @@ logger = logging.getLogger("kompot")
 
 # Memory for the per-sample m x m Hessians of the jackknife, held at once.
 _JACKKNIFE_BYTES = 512 * 1024**2
+# A Newton step with a Hessian from an earlier iterate is kept as long as it
+# cuts the Newton decrement at least this much (else the Hessian is rebuilt).
+_STALE_HESSIAN_RATE = 0.1
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,14 @@ def _latent(blocks, w: np.ndarray, n: int) -> np.ndarray:
     for s, L in blocks:
         out[s] = L @ w
     return out
+
+
+def _gradient(blocks, residual: np.ndarray, m: int) -> np.ndarray:
+    """``L^T residual`` over all cells."""
+    g = np.zeros(m)
+    for s, L in blocks:
+        g += L.T @ residual[s]
+    return g
 
 
 def _log_likelihood(y: np.ndarray, eta: np.ndarray) -> float:
@@ -104,11 +115,19 @@ def fit_log_ratio(
     current = objective(w, eta)
     converged = False
     n_iter = 0
+    R, fresh, fresh_enough, last_decrement = None, False, False, np.inf
     for n_iter in range(1, max_iter + 1):
         pi = expit(eta)
-        g, H = gradient_and_hessian(blocks, y - pi, pi * (1.0 - pi), m)
+        # Lazy Newton: the Hessian (n m^2, the costly part) is rebuilt only when
+        # the previous step with it did not shrink the Newton decrement fast.
+        if not fresh_enough:
+            g, H = gradient_and_hessian(blocks, y - pi, pi * (1.0 - pi), m)
+            R = safe_cholesky(np.eye(m) + (a * a) * H, what="log-ratio Hessian")
+            fresh = True
+        else:
+            g = _gradient(blocks, y - pi, m)
+            fresh = False
         grad = w - a * g
-        R = safe_cholesky(np.eye(m) + (a * a) * H, what="log-ratio Hessian")
         step = upper_solve(R, lower_solve(R, grad))
         decrement = float(grad @ step)
         logger.debug("log-ratio Newton %d: objective %.6g decrement %.3g", n_iter, current,
@@ -116,6 +135,8 @@ def fit_log_ratio(
         if decrement / 2 <= tol * max(1.0, abs(current)):
             converged = True
             break
+        fresh_enough = decrement <= _STALE_HESSIAN_RATE * last_decrement
+        last_decrement = decrement
         t = 1.0
         while True:  # backtracking (Armijo); the objective is convex, so this ends
             w_new = w - t * step
@@ -125,7 +146,7 @@ def fit_log_ratio(
                 break
             t *= 0.5
         w, eta, current = w_new, eta_new, new
-    else:
+    if not (converged and fresh):  # the Laplace posterior needs the Hessian at the MAP
         pi = expit(eta)
         _, H = gradient_and_hessian(blocks, y - pi, pi * (1.0 - pi), m)
         R = safe_cholesky(np.eye(m) + (a * a) * H, what="log-ratio Hessian")
@@ -214,7 +235,8 @@ def sample_jackknife(blocks, y: np.ndarray, sample_codes: np.ndarray, fit: LogRa
     for s, L in blocks:
         np.add.at(g_k, codes[s], L * residual[s][:, None])
         np.add.at(d_k, codes[s], L * curvature[s][:, None])
-    H_all = gradient_and_hessian(blocks, residual, curvature, m)[1]
+    # The full Hessian I + a^2 L^T D L at the MAP is the fit's R R^T.
+    H_full = fit.chol @ fit.chol.T
     g_all, d_all = g_k.sum(0), d_k.sum(0)
     n1 = float(np.sum(y == 0))
     n2 = float(n - n1)
@@ -240,8 +262,7 @@ def sample_jackknife(blocks, y: np.ndarray, sample_codes: np.ndarray, fit: LogRa
             db = np.log(n2k / n1k) - fit.offset
             # Gradient of the reduced objective at w: drop sample k's terms, move the offset.
             grad = base_grad + a * g_k[k] + a * db * (d_all - d_k[k])
-            chols[j] = safe_cholesky(np.eye(m) + (a * a) * (H_all - H_k[j]),
-                                     what="jackknife Hessian")
+            chols[j] = safe_cholesky(H_full - (a * a) * H_k[j], what="jackknife Hessian")
             shifts[:, k] = -upper_solve(chols[j], lower_solve(chols[j], grad))
             offsets[k] = fit.offset + db
         # A second step with the same Hessians and the exact reduced gradients.
