@@ -70,7 +70,7 @@ def _demo(outdir: Path, n_cells: int, seed: int) -> int:
         "direction_barplot.png": lambda: kompot.pl.direction_barplot(
             adata, "cell_type", return_fig=True),
         "heatmap_de.png": lambda: kompot.pl.heatmap(adata, groupby="cell_type", return_fig=True),
-        f"expression_{top_gene}.png": lambda: kompot.pl.expression(adata, top_gene, show=False),
+        f"expression_{top_gene}.png": lambda: kompot.pl.expression(adata, top_gene, return_fig=True),
     }
     for name, draw in figures.items():
         fig = draw()
