@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from .._warnings import warn_inert_parameters
+from .._warnings import KompotRuntimeWarning, warn_inert_parameters
 from ..core.blocks import block_slices
 from ..core.density import fit_density, prior_mean
 from ..core.function_gp import fit_function
@@ -271,7 +271,8 @@ class SampleVarianceEstimator:
                 "low_rank_factor(), which holds the same information in rank K - 1."
             )
         if n_bytes > _MAX_DENSE_BYTES / 8:
-            warnings.warn("Building a large dense covariance tensor.", RuntimeWarning, stacklevel=2)
+            warnings.warn("Building a large dense covariance tensor.", KompotRuntimeWarning,
+                          stacklevel=2)
         return np.einsum("gik,gjk->ijg", B, B)
 
 
