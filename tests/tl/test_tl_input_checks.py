@@ -211,4 +211,7 @@ def test_every_warning_is_a_kompot_warning():
                   and ast.unparse(n.func) == "print"]
         if path.name not in ("cli.py", "_settings.py"):
             assert not prints, f"{path.relative_to(root)}: print at lines {prints}"
-    assert found >= 9
+        logged = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call)
+                  and ast.unparse(n.func) in ("logger.warning", "logging.warning")]
+        assert not logged, f"{path.relative_to(root)}: logger.warning at lines {logged}"
+    assert found >= 13
