@@ -106,10 +106,15 @@ def test_barplot_labels(result):
 
 def test_log_base_of_the_expression(result):
     adata = result.copy()
-    adata.uns["log1p"] = {"base": 2}  # as scanpy's sc.pp.log1p(adata, base=2) records it
+    assert adata.uns["kompot_de"]["log_base"] == pytest.approx(np.e)  # recorded by the run
+    adata.uns["kompot_de"]["log_base"] = 2.0
     assert kpl.volcano_de(adata, n_top_labels=0).get_xlabel().startswith("mean log fold change (log2)")
-    adata.uns["kompot_de"]["log_base"] = 10.0  # the run's own record comes first
+    # A run without the record (older kompot) reads scanpy's log1p entry.
+    del adata.uns["kompot_de"]["log_base"]
+    adata.uns["log1p"] = {"base": 10}  # as sc.pp.log1p(adata, base=10) records it
     assert "(log10)" in kpl.volcano_de(adata, n_top_labels=0).get_xlabel()
+    del adata.uns["log1p"]
+    assert "(ln)" in kpl.volcano_de(adata, n_top_labels=0).get_xlabel()
 
 
 # ------------------------------------------------------------------ smoothed expression
