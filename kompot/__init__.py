@@ -15,6 +15,7 @@ parts, so that ``import kompot`` stays fast.
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
+from ._settings import settings
 from ._warnings import KompotWarning
 from .models import (
     DifferentialAbundance,
@@ -40,6 +41,7 @@ __all__ = [
     "SampleVarianceEstimator",
     "datasets",
     "pl",
+    "settings",
     "tl",
     "__version__",
 ]

@@ -93,7 +93,8 @@ def _demo_figures(adata, table, outdir: Path) -> int:
         "direction_barplot.png": lambda: kompot.pl.direction_barplot(
             adata, "cell_type", return_fig=True),
         "heatmap_de.png": lambda: kompot.pl.heatmap(adata, groupby="cell_type", return_fig=True),
-        f"expression_{top_gene}.png": lambda: kompot.pl.expression(adata, top_gene, show=False),
+        f"expression_{top_gene}.png": lambda: kompot.pl.expression(
+            adata, top_gene, return_fig=True),
     }
     for name, draw in figures.items():
         fig = draw()

@@ -6,7 +6,20 @@ import warnings
 
 
 class KompotWarning(UserWarning):
-    """A warning issued by kompot (filter it with ``warnings.filterwarnings``)."""
+    """A warning issued by kompot (filter it with ``warnings.filterwarnings``).
+
+    Every warning kompot issues is of this class or a subclass, so that
+    ``warnings.filterwarnings("ignore", category=kompot.KompotWarning)``
+    silences all of them.
+    """
+
+
+class KompotRuntimeWarning(KompotWarning, RuntimeWarning):
+    """A numerical problem kompot worked around (jitter, no convergence, a fallback)."""
+
+
+class KompotInputWarning(KompotWarning):
+    """Input that kompot accepted but that looks unlike what it expects."""
 
 
 def warn_inert_parameters(owner: str, given: dict[str, object], defaults: dict[str, object]) -> None:

@@ -15,11 +15,13 @@ in full, instead of only its diagonal.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import gammaln
 
+from .._warnings import KompotRuntimeWarning
 from .blocks import block_slices
 from .kernel import kernel_matrix
 from .linalg import lower_solve, safe_cholesky, upper_solve
@@ -201,7 +203,8 @@ def fit_density(
                 )
         z, f, current = z_new, f_new, new
     else:
-        logger.warning("Density Newton iterations did not converge in %d steps.", max_iter)
+        warnings.warn(f"Density Newton iterations did not converge in {max_iter} steps; "
+                      "results may be inaccurate.", KompotRuntimeWarning, stacklevel=3)
 
     # Laplace covariance of z is H^{-1} = R^{-T} R^{-1}; map it to weight space.
     W = upper_solve(Lp, upper_solve(R, np.eye(m)))

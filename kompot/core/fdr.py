@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import log_ndtr
 
+from .._warnings import KompotRuntimeWarning
+
 __all__ = ["benjamini_hochberg", "empirical_fdr", "fdr_dataframe", "null_pvalues", "zscore_fdr"]
 
 FDR_COLUMNS = ("mahalanobis", "pvalue", "local_fdr", "tail_fdr", "is_de")
@@ -206,7 +208,7 @@ def _local_fdr(
     if _is_degenerate(t_obs) or _is_degenerate(t_null):
         warnings.warn(
             "Too few distinct distances for a density estimate; local_fdr falls back to tail_fdr.",
-            RuntimeWarning,
+            KompotRuntimeWarning,
             stacklevel=3,
         )
         return fallback.copy()

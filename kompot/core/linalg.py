@@ -11,6 +11,8 @@ from numpy.linalg import LinAlgError
 from scipy.linalg import lapack, solve_triangular
 from threadpoolctl import ThreadpoolController
 
+from .._warnings import KompotRuntimeWarning
+
 # Below this size OpenBLAS's threaded Cholesky is slower than a single thread,
 # and it collapses (100x) when other processes share the cores.
 _SINGLE_THREAD_CHOLESKY_MAX = 1500
@@ -83,7 +85,7 @@ def safe_cholesky(A: np.ndarray, jitter: float = 1e-10, max_tries: int = 6, what
         warnings.warn(
             f"The {what} was not numerically positive definite; added {used:.3g} to its "
             "diagonal. Consider fewer landmarks or a longer length scale.",
-            RuntimeWarning,
+            KompotRuntimeWarning,
             stacklevel=3,
         )
     return L

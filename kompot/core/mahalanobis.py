@@ -50,6 +50,7 @@ from scipy.linalg import lapack, solve_triangular
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from .._warnings import KompotRuntimeWarning
 from .linalg import ADVICE as _ADVICE
 from .linalg import jittered_cholesky
 
@@ -97,7 +98,7 @@ def cholesky_with_jitter(
             f"Cholesky of the covariance failed; added jitter {used:.3g} "
             f"({used / np.mean(np.diag(A)):.0e} x mean diagonal) to its diagonal. Distances "
             f"along near-singular directions depend on this jitter. {_ADVICE}",
-            RuntimeWarning,
+            KompotRuntimeWarning,
             stacklevel=2,
         )
     return np.ascontiguousarray(L), used
@@ -297,7 +298,7 @@ def _per_gene_factor_path(
             f"Cholesky of A + diag(v_g) failed for {n_jittered} gene(s); added jitter up to "
             f"{max_used:.3g} to their diagonals. Distances along near-singular directions "
             f"depend on this jitter. {_ADVICE}",
-            RuntimeWarning,
+            KompotRuntimeWarning,
             stacklevel=3,
         )
     return d2

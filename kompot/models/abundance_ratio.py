@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 from scipy.special import log_ndtr, ndtri
 
+from .._warnings import KompotRuntimeWarning
 from ..core.blocks import block_slices
 from ..core.density import WhitenedKernelBlocks
 from ..core.fdr import benjamini_hochberg
@@ -175,7 +176,7 @@ class DifferentialAbundanceRatio:
                             w0=w0)
         if not fit.converged:
             warnings.warn("The log-ratio fit did not converge; results may be inaccurate.",
-                          RuntimeWarning, stacklevel=2)
+                          KompotRuntimeWarning, stacklevel=2)
         evidence[(ls, amplitude)] = fit.log_evidence
 
         self.landmarks_, self.ls_, self.amplitude_ = U, ls, amplitude

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 
-from .._warnings import warn_inert_parameters
+from .._warnings import KompotWarning, warn_inert_parameters
 from ..core.blocks import block_slices
 from ..core.density import DensityFit, fit_density, prior_mean
 from ..core.kernel import kernel_matrix, matern52
@@ -327,10 +328,11 @@ class DifferentialAbundance:
         residual = self._nystrom_residual(kernel_matrix(self.cov_func_, sample, self.landmarks_))
         median = float(np.median(residual))
         if median > _COVERAGE_WARNING:
-            logger.warning(
-                "The %d landmarks cover the cell states poorly at length scale %.3g (median "
-                "unexplained prior variance %.2f); increase n_landmarks or ls_factor.",
-                len(self.landmarks_), self.ls_, median,
+            warnings.warn(
+                f"The {len(self.landmarks_)} landmarks cover the cell states poorly at length "
+                f"scale {self.ls_:.3g} (median unexplained prior variance {median:.2f}); "
+                "increase n_landmarks or ls_factor.",
+                KompotWarning, stacklevel=3,
             )
 
     def _density_moments(self, which: int, X: np.ndarray, K, residual):

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import logging
+import warnings
 
 import numpy as np
 
-from .._warnings import warn_inert_parameters
+from .._warnings import KompotInputWarning, warn_inert_parameters
 from ..core.blocks import block_slices
 from ..core.function_gp import FunctionFit, fit_function
 from ..core.kernel import matern52
 from ..core.landmarks import shared_hyperparameters
 from ._fitted import not_fitted
 from .sample_variance import SampleVarianceEstimator, call_variance_predictor
-
-logger = logging.getLogger("kompot")
 
 _FUNCTION_KWARGS = {"mu", "mean_weights", "variance_mean_weights", "jitter", "cov_func"}
 
@@ -201,8 +199,9 @@ class ExpressionModel:
         except ValueError:
             if not allow_single:
                 raise
-            logger.warning(
-                "Fewer than 2 usable samples in this condition; it carries no sample variance."
+            warnings.warn(
+                "Fewer than 2 usable samples in this condition; it carries no sample variance.",
+                KompotInputWarning, stacklevel=4,
             )
             return None
 

@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 from tqdm.auto import tqdm
 
+from .._warnings import KompotRuntimeWarning
 from ..core.landmarks import canonical_order, select_landmarks
 from .differential_abundance import DifferentialAbundance
 from .differential_expression import DifferentialExpression
@@ -124,7 +125,7 @@ def label_partitions(
         warnings.warn(
             "Too few replicate samples to swap between conditions; the null permutes "
             "cells instead and ignores between-sample variation.",
-            RuntimeWarning, stacklevel=3,
+            KompotRuntimeWarning, stacklevel=3,
         )
     observed = np.arange(n) < n1
     if strata is not None:

@@ -10,12 +10,11 @@ The covariance between cell states is kept as its low-rank factor
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import numpy as np
 
-from .._warnings import warn_inert_parameters
+from .._warnings import KompotInputWarning, KompotRuntimeWarning, warn_inert_parameters
 from ..core.blocks import block_slices
 from ..core.density import fit_density, prior_mean
 from ..core.function_gp import fit_function
@@ -27,8 +26,6 @@ from ..core.landmarks import (
     select_landmarks,
 )
 from ._fitted import not_fitted
-
-logger = logging.getLogger("kompot")
 
 _ESTIMATOR_TYPES = ("function", "density")
 # Refuse to materialise a dense n x n x G covariance above this size.
@@ -271,7 +268,8 @@ class SampleVarianceEstimator:
                 "low_rank_factor(), which holds the same information in rank K - 1."
             )
         if n_bytes > _MAX_DENSE_BYTES / 8:
-            warnings.warn("Building a large dense covariance tensor.", RuntimeWarning, stacklevel=2)
+            warnings.warn("Building a large dense covariance tensor.", KompotRuntimeWarning,
+                          stacklevel=2)
         return np.einsum("gik,gjk->ijg", B, B)
 
 
@@ -281,7 +279,8 @@ def _groups_with_enough_cells(groups: np.ndarray, min_cells: int) -> list:
     valid = [g for g, c in zip(labels, counts, strict=True) if c >= min_cells]
     skipped = [g for g, c in zip(labels, counts, strict=True) if c < min_cells]
     if skipped:
-        logger.warning("Samples with fewer than %d cells were skipped: %s", min_cells, skipped)
+        warnings.warn(f"Samples with fewer than {min_cells} cells were skipped: {[str(g) for g in skipped]}",
+                      KompotInputWarning, stacklevel=3)
     if len(valid) < 2:
         raise ValueError(
             f"Sample variance needs at least 2 samples with >= {min_cells} cells; found "

@@ -16,7 +16,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import sparse
 
-from .._keys import DIRECTION_CATEGORIES, DIRECTION_COLORS, DAKeys, DEKeys, keys_from_uns
+from .._keys import (
+    DIRECTION_CATEGORIES,
+    DIRECTION_COLORS,
+    DAKeys,
+    DEKeys,
+    SmoothKeys,
+    keys_from_uns,
+)
 
 # Diverging map for signed fields, through the direction colours: blue for lower
 # in condition 2, red for higher. Its centre is light grey rather than white
@@ -72,6 +79,33 @@ def de_run(adata, key: str, *, layers: bool = False) -> DEKeys:
     return keys
 
 
+def is_smooth_run(adata, key: str) -> bool:
+    """Whether ``key`` names a :func:`kompot.tl.compute_smoothed_expression` run."""
+    record = adata.uns.get(key)
+    if not isinstance(record, Mapping) or "condition1" in record:
+        return False
+    fields = record.get("fields", {})
+    layers = fields.get("layers", []) if isinstance(fields, Mapping) else []
+    return SmoothKeys(key).smoothed in [str(name) for name in layers]
+
+
+def smooth_run(adata, key: str) -> SmoothKeys:
+    """Names of the smoothed-expression run under ``key``, its layers checked to exist."""
+    keys = SmoothKeys(key)
+    if keys.smoothed not in adata.layers:
+        raise KeyError(
+            f"adata.layers has no {keys.smoothed!r}; re-run kompot.tl.compute_smoothed_expression "
+            f"with key_added={key!r}."
+        )
+    return keys
+
+
+def smooth_fit_cells(adata, key: str) -> str:
+    """``"fit on control"`` or ``"fit on all cells"``: which cells a smoothing run used."""
+    condition = run_param(adata, key, "condition")
+    return "fit on all cells" if condition is None else f"fit on {condition}"
+
+
 def run_param(adata, key: str, name: str):
     """A parameter recorded for run ``key``, or ``None`` (also for the stored string "None")."""
     value = adata.uns[key].get("params", {}).get(name)
@@ -85,7 +119,14 @@ def gene_index(adata, gene: str) -> int:
             f"Gene {gene!r} is not in adata.var_names (e.g. {list(adata.var_names[:3])}). "
             "Pass a name from adata.var_names."
         )
-    return int(adata.var_names.get_loc(gene))
+    location = adata.var_names.get_loc(gene)
+    if not isinstance(location, int | np.integer):
+        raise ValueError(
+            f"Gene {gene!r} occurs more than once in adata.var_names, so the name does not say "
+            "which column to plot. Run adata.var_names_make_unique() (before kompot.tl, so that "
+            "the run's results follow the new names)."
+        )
+    return int(location)
 
 
 def analysed_gene(adata, keys: DEKeys, gene: str) -> int:

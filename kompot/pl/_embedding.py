@@ -22,21 +22,25 @@ from ._common import (
     de_run,
     finish,
     gene_index,
+    is_smooth_run,
     layer_column,
     observed_layer,
     panel_grid,
+    smooth_fit_cells,
+    smooth_run,
     symmetric_limit,
     versus,
 )
+from ._quantities import abundance_lfc, expression_lfc, log_expression, neg_log10, run_log_base
 
 # Short names of a differential-abundance run's per-cell fields.
 DA_FIELDS = ("lfc", "zscore", "neg_log10_ptp", "direction", "lfc_std")
 _DA_TITLES = {
-    "lfc": "log fold change",
+    "lfc": abundance_lfc(),
     "zscore": "log fold change z-score",
-    "neg_log10_ptp": "-log10 PTP",
+    "neg_log10_ptp": neg_log10("PTP"),
     "direction": "direction",
-    "lfc_std": "log fold change std",
+    "lfc_std": abundance_lfc("std of "),
 }
 GENE_VALUES = ("fold_change", "smoothed", "observed")
 # scanpy options that need slots this view does not carry (neighbour graph).
@@ -75,30 +79,83 @@ def _signed_obs_columns(adata) -> set[str]:
     return signed
 
 
-def gene_panels(adata, gene: str, key: str, values: str, layer: str | None = None) -> list[Panel]:
-    """Panels of one gene: its fold change, smoothed expression per condition, or observed."""
+def gene_panels(adata, gene: str, key: str, values: str | None,
+                layer: str | None = None) -> list[Panel]:
+    """Panels of one gene: its fold change, smoothed expression per condition, or observed.
+
+    ``key`` may also name a :func:`kompot.tl.compute_smoothed_expression` run,
+    whose one smoothed layer is shown (it has no fold change).
+    """
+    if is_smooth_run(adata, key):
+        return _smooth_gene_panels(adata, gene, key, values or "smoothed", layer)
+    values = values or "fold_change"
     keys = de_run(adata, key, layers=values != "observed")
     column = gene_index(adata, gene) if values == "observed" else analysed_gene(adata, keys, gene)
     index = adata.obs_names
+    base = run_log_base(adata, key)
     if values == "fold_change":
         fold = layer_column(adata, keys.fold_change, column)
-        return [Panel(pd.Series(fold, index=index), f"{gene} fold change\n({versus(keys)})", True)]
+        title = f"{gene} {expression_lfc(base)}\n{versus(keys)}"
+        return [Panel(pd.Series(fold, index=index), title, True)]
     if values == "smoothed":
         smoothed = [layer_column(adata, keys.smoothed(c), column)
                     for c in (keys.condition1, keys.condition2)]
-        # One colour scale for both conditions, so that the panels compare.
-        finite = np.concatenate(smoothed)[np.isfinite(np.concatenate(smoothed))]
-        limits = (float(finite.min()), float(finite.max())) if finite.size else None
-        return [
-            Panel(pd.Series(v, index=index), f"{gene} smoothed, {c}", limits=limits)
+        panels = [
+            Panel(pd.Series(v, index=index), f"{gene} smoothed, {c}\n{log_expression(base)}")
             for v, c in zip(smoothed, (keys.condition1, keys.condition2), strict=True)
         ]
-    layer = observed_layer(adata, key) if layer is None else layer
+        shared_limits(panels)
+        return panels
+    return [_observed_panel(adata, gene, key, column, layer)]
+
+
+def _smooth_gene_panels(adata, gene: str, key: str, values: str, layer: str | None):
+    """The smoothed (or observed) panel of a gene from a smoothed-expression run."""
+    if values == "fold_change":
+        raise ValueError(
+            f"The run {key!r} is a smoothed-expression run, which has no fold change; pass "
+            "values='smoothed' (or 'observed'), or key= a differential-expression run."
+        )
+    keys = smooth_run(adata, key)
+    column = gene_index(adata, gene)
+    if values == "observed":
+        return [_observed_panel(adata, gene, key, column, layer)]
+    smoothed = layer_column(adata, keys.smoothed, column)
+    if not np.isfinite(smoothed).any():
+        raise ValueError(
+            f"Gene {gene!r} was not smoothed by the run {key!r} (its values are NaN). Re-run "
+            "kompot.tl.compute_smoothed_expression with genes= including it."
+        )
+    title = (f"{gene} smoothed, {smooth_fit_cells(adata, key)}\n"
+             f"{log_expression(run_log_base(adata, key))}")
+    return [Panel(pd.Series(smoothed, index=adata.obs_names), title)]
+
+
+def _observed_panel(adata, gene: str, key: str, column: int, layer: str | None) -> Panel:
+    """The expression a run was fitted on (log expression), or another layer as named."""
+    if layer is None:
+        layer = observed_layer(adata, key)
+        where = "adata.X" if layer is None else f"layer {layer}"
+        subtitle = f"{log_expression(run_log_base(adata, key))}, {where}"
+    else:
+        subtitle = f"layer {layer}"
     observed = layer_column(adata, layer, column)
-    return [Panel(pd.Series(observed, index=index), f"{gene} observed")]
+    return Panel(pd.Series(observed, index=adata.obs_names), f"{gene} observed\n{subtitle}")
 
 
-def _panels(adata, colors: list[str], key: str | None, values: str, layer: str | None):
+def shared_limits(panels: list[Panel]) -> None:
+    """One colour scale for the unsigned numeric panels of one gene, so that they compare."""
+    numeric = [p for p in panels if not p.signed and not _has_legend(p)]
+    if len(numeric) < 2:
+        return
+    values = np.concatenate([p.values.to_numpy(dtype=np.float64) for p in numeric])
+    finite = values[np.isfinite(values)]
+    if finite.size:
+        for panel in numeric:
+            panel.limits = (float(finite.min()), float(finite.max()))
+
+
+def _panels(adata, colors: list[str], key: str | None, values: str | None, layer: str | None):
     signed_columns = _signed_obs_columns(adata)
     panels = []
     for color in colors:
@@ -215,7 +272,7 @@ def embedding(
     *,
     color: str | Sequence[str] = "lfc",
     key: str | None = None,
-    values: str = "fold_change",
+    values: str | None = None,
     layer: str | None = None,
     ncols: int = 4,
     wspace: float | None = None,
@@ -243,15 +300,19 @@ def embedding(
         - a field of the differential-abundance run ``key``: ``"lfc"``,
           ``"zscore"``, ``"neg_log10_ptp"``, ``"direction"``, ``"lfc_std"``;
         - a gene of the differential-expression run ``key``, shown as
-          selected by ``values``;
+          selected by ``values``, or of the smoothed-expression run ``key``
+          (:func:`kompot.tl.compute_smoothed_expression`);
         - any column of ``adata.obs``.
     key
         ``key_added`` of the run to read; ``None`` uses ``"kompot_da"`` for
         abundance fields and ``"kompot_de"`` for genes.
     values
-        For genes: ``"fold_change"`` (condition 2 minus condition 1),
-        ``"smoothed"`` (one panel per condition, on a shared colour scale) or
-        ``"observed"`` (the expression the run was fitted on).
+        For genes: ``"fold_change"`` (condition 2 minus condition 1 log
+        expression), ``"smoothed"`` (one panel per condition, on a shared
+        colour scale; the one smoothed layer of a smoothed-expression run) or
+        ``"observed"`` (the expression the run was fitted on). ``None`` shows
+        the fold change of a differential-expression run and the smoothed
+        expression of a smoothed-expression run.
     layer
         With ``values="observed"``, read this layer instead of the run's input.
     ncols
@@ -274,8 +335,8 @@ def embedding(
     The Axes (a list of Axes for several panels), the Figure with
     ``return_fig=True``, or ``None`` when shown.
     """
-    if values not in GENE_VALUES:
-        raise ValueError(f"`values` must be one of {GENE_VALUES}, got {values!r}.")
+    if values is not None and values not in GENE_VALUES:
+        raise ValueError(f"`values` must be None or one of {GENE_VALUES}, got {values!r}.")
     bad = sorted(set(kwargs) & set(_UNSUPPORTED))
     if bad:
         raise ValueError(

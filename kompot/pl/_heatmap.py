@@ -18,8 +18,10 @@ from ._common import (
     de_run,
     finish,
     gene_index,
+    run_param,
     versus,
 )
+from ._quantities import expression_lfc, log_expression, run_log_base
 
 HEATMAP_VALUES = ("fold_change", "smoothed")
 
@@ -58,10 +60,12 @@ def heatmap(
 ) -> Axes | Figure | None:
     """Top differentially expressed genes (rows) across cell groups (columns).
 
-    Each entry is the mean over a group's cells of the gene's fold change
-    (condition 2 minus condition 1, on a colour scale centred at 0) or, with
-    ``values="smoothed"``, of each condition's smoothed expression, side by
-    side per group. The fold change and smoothed expression exist at every
+    Each entry is the mean over a group's cells of the gene's log fold change
+    (condition 2 minus condition 1 log expression, on a colour scale centred
+    at 0) or, with ``values="smoothed"``, of each condition's smoothed log
+    expression, side by side per group. Group labels give the number of
+    cells; genes the run called differentially expressed (``is_de``, when it
+    computed an FDR) are marked with ``*``. The fold change and smoothed expression exist at every
     cell state, so all cells of a group count, whatever their condition.
 
     Parameters
@@ -117,33 +121,63 @@ def heatmap(
     groups = adata.obs[groupby]
     if not isinstance(groups.dtype, pd.CategoricalDtype):
         groups = groups.astype("category")
+    base = run_log_base(adata, key)
 
     fig, ax = axes_or_new(ax)
     if values == "fold_change":
         table = group_means(adata, keys.fold_change, genes, groups)
         image = ax.imshow(table.to_numpy(), aspect="auto", interpolation="nearest",
                           cmap=cmap or DIVERGING_CMAP, norm=centred_norm(table.to_numpy()))
-        ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns], rotation=90)
-        label = f"mean fold change\n({versus(keys)})"
+        names = group_names(table.columns, groups)
+        label = expression_lfc(base, "mean ") + f"\n{versus(keys)}"
     else:
-        conditions = (keys.condition1, keys.condition2)
-        parts = [group_means(adata, keys.smoothed(c), genes, groups) for c in conditions]
-        # Columns alternate condition 1, condition 2 within each group.
-        matrix = np.stack([p.to_numpy() for p in parts], axis=2).reshape(len(genes), -1)
-        if standard_scale == "gene":
-            low = np.nanmin(matrix, axis=1, keepdims=True)
-            span = np.nanmax(matrix, axis=1, keepdims=True) - low
-            matrix = (matrix - low) / np.where(span > 0, span, 1.0)
-        image = ax.imshow(matrix, aspect="auto", interpolation="nearest", cmap=cmap)
-        names = [f"{g} · {c}" for g in parts[0].columns for c in conditions]
-        ax.set_xticks(range(matrix.shape[1]), names, rotation=90)
-        # Thin white lines between groups keep condition pairs together.
-        for boundary in np.arange(2, matrix.shape[1], 2) - 0.5:
-            ax.axvline(boundary, color="white", lw=1.5)
-        label = "smoothed expression" + (" (scaled per gene)" if standard_scale else "")
-    ax.set_yticks(range(len(genes)), genes)
+        image, names = _draw_smoothed(ax, adata, keys, genes, groups, standard_scale, cmap)
+        label = ("smoothed expression, scaled 0-1 per gene" if standard_scale
+                 else log_expression(base, "smoothed "))
+    ax.set_xticks(range(len(names)), names, rotation=90)
+    ticks, note = significance_marks(adata, keys, genes)
+    ax.set_yticks(range(len(genes)), ticks)
     ax.tick_params(length=0)
     ax.set_xlabel(groupby)
+    ax.set_ylabel(note)
     ax.set_title(f"Differential expression: {versus(keys)}")
     fig.colorbar(image, ax=ax, label=label, shrink=0.8)
     return finish(ax, fig, show=show, return_fig=return_fig)
+
+
+def group_names(present: pd.Index, groups: pd.Series) -> list[str]:
+    """``"group (n=123)"``: each group with its number of cells."""
+    counts = groups.value_counts(sort=False)
+    return [f"{g} (n={int(counts[g])})" for g in present]
+
+
+def significance_marks(adata, keys, genes: list[str]) -> tuple[list[str], str]:
+    """Gene tick labels with ``*`` for genes the run called, and the note that explains it.
+
+    Runs without an FDR made no calls; their genes are shown unmarked.
+    """
+    if keys.is_de not in adata.var:
+        return list(genes), "genes (no FDR computed)"
+    called = adata.var[keys.is_de]
+    threshold = run_param(adata, keys.key_added, "fdr_threshold")
+    level = f" {threshold:g}" if threshold is not None else ""
+    ticks = [f"{g} *" if bool(called.iloc[gene_index(adata, g)]) else g for g in genes]
+    return ticks, f"genes (* tail FDR \u2264{level})"
+
+
+def _draw_smoothed(ax, adata, keys, genes, groups, standard_scale, cmap):
+    """Both conditions' smoothed expression, side by side per group."""
+    conditions = (keys.condition1, keys.condition2)
+    parts = [group_means(adata, keys.smoothed(c), genes, groups) for c in conditions]
+    # Columns alternate condition 1, condition 2 within each group.
+    matrix = np.stack([p.to_numpy() for p in parts], axis=2).reshape(len(genes), -1)
+    if standard_scale == "gene":
+        low = np.nanmin(matrix, axis=1, keepdims=True)
+        span = np.nanmax(matrix, axis=1, keepdims=True) - low
+        matrix = (matrix - low) / np.where(span > 0, span, 1.0)
+    image = ax.imshow(matrix, aspect="auto", interpolation="nearest", cmap=cmap)
+    names = [f"{g} · {c}" for g in group_names(parts[0].columns, groups) for c in conditions]
+    # Thin white lines between groups keep condition pairs together.
+    for boundary in np.arange(2, matrix.shape[1], 2) - 0.5:
+        ax.axvline(boundary, color="white", lw=1.5)
+    return image, names

@@ -21,13 +21,14 @@ from ._common import (
     versus,
 )
 from ._labels import place_labels
+from ._quantities import abundance_lfc, expression_lfc, neg_log10, run_log_base
 
 _SCORES = ("mahalanobis", "local_fdr", "tail_fdr", "pvalue")
 _SCORE_LABELS = {
     "mahalanobis": "Mahalanobis distance",
-    "local_fdr": "-log10 local FDR",
-    "tail_fdr": "-log10 tail FDR",
-    "pvalue": "-log10 p-value",
+    "local_fdr": neg_log10("local FDR"),
+    "tail_fdr": neg_log10("tail FDR"),
+    "pvalue": neg_log10("p-value"),
 }
 _THRESHOLD_STYLE = dict(color="0.35", lw=0.8, ls="--", zorder=1)
 
@@ -133,7 +134,7 @@ def volcano_de(
                    edgecolors="none", **{"zorder": 2, **scatter_kwargs})
     ax.axvline(0.0, color="0.8", lw=0.8, zorder=0)
     _draw_de_threshold(ax, adata, key, score, y, called, fdr_threshold)
-    ax.set_xlabel(f"mean log fold change ({versus(keys)})")
+    ax.set_xlabel(f"{expression_lfc(run_log_base(adata, key), 'mean ')}, {versus(keys)}")
     ax.set_ylabel(_SCORE_LABELS[score])
     ax.set_title(f"Differential expression: {versus(keys)}")
     ax.legend(loc="best", fontsize="small", frameon=False, markerscale=1.0)
@@ -247,8 +248,31 @@ def volcano_da(
         y = obs[keys.neg_log10_ptp].to_numpy(dtype=np.float64)
     shown = np.isfinite(y)  # cells of other conditions have no FDR
     x, y, obs = x[shown], y[shown], obs[shown]
-    values = obs[color]
     fig, ax = axes_or_new(ax)
+    categorical = _draw_da_points(ax, adata, keys, x, y, obs[color], color, scatter_kwargs)
+    _draw_da_rule(ax, lfc_threshold, level, "FDR" if score == "fdr" else "PTP")
+    if categorical:
+        ax.legend(title=None if color == keys.direction else color, fontsize="small",
+                  frameon=False, loc="best", markerscale=1.5)
+    ax.axvline(0.0, color="0.8", lw=0.8, zorder=0)
+    ax.set_xlabel(f"{abundance_lfc()}, {versus(keys)}")
+    ax.set_ylabel(neg_log10("FDR (Benjamini–Hochberg)") if score == "fdr" else neg_log10("PTP"))
+    ax.set_title(f"Differential abundance: {versus(keys)}")
+    return finish(ax, fig, show=show, return_fig=return_fig)
+
+
+def _draw_da_rule(ax, lfc_threshold, level, score_name: str) -> None:
+    """Dashed lines at the thresholds of the call rule, labelled for the legend."""
+    if lfc_threshold is not None and float(lfc_threshold) > 0:
+        for sign in (-1.0, 1.0):
+            ax.axvline(sign * float(lfc_threshold), **_THRESHOLD_STYLE,
+                       label=f"|log fold change| {float(lfc_threshold):g}" if sign > 0 else "_")
+    if level is not None:
+        ax.axhline(-np.log10(float(level)), **_THRESHOLD_STYLE, label=f"{score_name} {level:g}")
+
+
+def _draw_da_points(ax, adata, keys, x, y, values, color, scatter_kwargs) -> bool:
+    """One point per cell, coloured by ``values``; whether they were drawn as categories."""
     size = scatter_kwargs.pop("s", default_size(x.size))
     style = {"edgecolors": "none", "zorder": 2, **scatter_kwargs}
     if isinstance(values.dtype, pd.CategoricalDtype) or values.dtype in (bool, object):
@@ -263,26 +287,22 @@ def volcano_da(
             order = 1 if str(category) == "neutral" and color == keys.direction else 2
             ax.scatter(x[mask], y[mask], s=size, c=colors[i],
                        label=f"{category} ({mask.sum()})", **{**style, "zorder": order})
-        ax.legend(title=None if color == keys.direction else color, fontsize="small",
-                  frameon=False, loc="best", markerscale=1.5)
-    else:
-        numbers = values.to_numpy(dtype=np.float64)
-        signed = np.nanmin(numbers) < 0 < np.nanmax(numbers)
-        norm = centred_norm(numbers) if signed else None
-        order = np.argsort(np.abs(numbers) if signed else numbers, kind="stable")
-        mappable = ax.scatter(x[order], y[order], c=numbers[order], s=size, norm=norm,
-                              cmap=DIVERGING_CMAP if signed else None, **style)
-        fig.colorbar(mappable, ax=ax, label=color)
-    if lfc_threshold is not None and float(lfc_threshold) > 0:
-        for sign in (-1.0, 1.0):
-            ax.axvline(sign * float(lfc_threshold), **_THRESHOLD_STYLE)
-    if level is not None:
-        ax.axhline(-np.log10(float(level)), **_THRESHOLD_STYLE)
-    ax.axvline(0.0, color="0.8", lw=0.8, zorder=0)
-    ax.set_xlabel(f"log fold change of abundance, ln ({versus(keys)})")
-    ax.set_ylabel("-log10 FDR (Benjamini–Hochberg)" if score == "fdr" else "-log10 PTP")
-    ax.set_title(f"Differential abundance: {versus(keys)}")
-    return finish(ax, fig, show=show, return_fig=return_fig)
+        return True
+    numbers = values.to_numpy(dtype=np.float64)
+    signed = np.nanmin(numbers) < 0 < np.nanmax(numbers)
+    norm = centred_norm(numbers) if signed else None
+    order = np.argsort(np.abs(numbers) if signed else numbers, kind="stable")
+    mappable = ax.scatter(x[order], y[order], c=numbers[order], s=size, norm=norm,
+                          cmap=DIVERGING_CMAP if signed else None, **style)
+    ax.figure.colorbar(mappable, ax=ax, label=_obs_label(keys, color))
+    return False
+
+
+def _obs_label(keys, column: str) -> str:
+    """Colour-bar label of an obs column: kompot's own fields by what they are."""
+    names = {keys.lfc: abundance_lfc(), keys.zscore: "log fold change z-score",
+             keys.neg_log10_ptp: neg_log10("PTP"), keys.lfc_std: abundance_lfc("std of ")}
+    return names.get(column, column)
 
 
 def _da_rule(adata, key: str) -> dict:

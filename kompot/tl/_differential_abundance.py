@@ -18,6 +18,7 @@ from ..models.abundance_ratio import MIN_CELLS_PER_CONDITION
 from ..models.null import abundance_null_zscores
 from . import _inputs as inp
 from ._defaults import DA_LS_FACTOR, N_LANDMARKS, N_PERMUTATIONS, OBSM_KEY
+from ._input_meaning import informative_columns
 from ._record import make_record, write_run
 
 
@@ -197,7 +198,7 @@ def compute_differential_abundance(
     params = dict(locals())
     # ---- validate everything before any computation or write
     key_added = inp.check_key_added(key_added)
-    X = inp.representation(adata, obsm_key)
+    X, dropped = informative_columns(adata, obsm_key, inp.representation(adata, obsm_key))
     mask1, mask2 = inp.condition_masks(adata, groupby, condition1, condition2)
     for condition, mask in ((condition1, mask1), (condition2, mask2)):
         if mask.sum() < MIN_CELLS_PER_CONDITION:
@@ -261,10 +262,9 @@ def compute_differential_abundance(
     result["direction"] = pd.Categorical(result["direction"],
                                          categories=list(DIRECTION_CATEGORIES))
     obs = {names[k]: pd.Series(v, index=adata.obs_names) for k, v in result.items()}
-    record = make_record(
-        params, obsm_key=obsm_key, groupby=groupby, method=method, rule=rule,
-        condition1=str(condition1), condition2=str(condition2), **extra,
-    )
+    record = make_record(params, obsm_key=obsm_key, groupby=groupby, method=method, rule=rule,
+                         condition1=str(condition1), condition2=str(condition2),
+                         obsm_columns_dropped=dropped, **extra)
     if copy:
         adata = adata.copy()
     write_run(adata, key_added, record, obs=obs,

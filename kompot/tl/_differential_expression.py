@@ -12,6 +12,7 @@ from ..models import DifferentialExpression
 from ..models.null import expression_null_distances
 from . import _inputs as inp
 from ._defaults import DE_LS_FACTOR, N_LANDMARKS, N_NULL_GENES, N_PERMUTATIONS, OBSM_KEY
+from ._input_meaning import check_expression_scale, informative_columns, log1p_base
 from ._record import make_record, write_run
 
 # Cells predicted at once; bounds the float64 working memory to chunk x genes.
@@ -174,7 +175,7 @@ def compute_differential_expression(
     params = dict(locals())
     # ---- validate everything before any computation or write
     key_added = inp.check_key_added(key_added)
-    X = inp.representation(adata, obsm_key)
+    X, dropped = informative_columns(adata, obsm_key, inp.representation(adata, obsm_key))
     mask1, mask2 = inp.condition_masks(adata, groupby, condition1, condition2)
     samples = [None, None]
     if sample_col is not None:
@@ -199,6 +200,7 @@ def compute_differential_expression(
         n_null_genes = inp.check_positive(n_null_genes, "n_null_genes", integer=True,
                                           allow_none=True)
     what = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    scale = check_expression_scale(source, gene_idx, what)
     Y1 = inp.dense_block(source, mask1, gene_idx, what)
     Y2 = inp.dense_block(source, mask2, gene_idx, what)
 
@@ -261,7 +263,8 @@ def compute_differential_expression(
         layers = {names[k]: full_layer(v, gene_idx, adata.n_vars) for k, v in per_cell.items()}
     record = make_record(
         params, landmarks=model.landmarks_, ls=fitted_ls, obsm_key=obsm_key, groupby=groupby,
-        condition1=str(condition1), condition2=str(condition2),
+        condition1=str(condition1), condition2=str(condition2), log_base=log1p_base(adata),
+        expression_scale=scale or "log-normalised", obsm_columns_dropped=dropped,
     )
     if copy:
         adata = adata.copy()

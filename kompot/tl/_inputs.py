@@ -272,14 +272,21 @@ def dense_block(matrix, rows: np.ndarray, cols: np.ndarray, what: str) -> np.nda
     selected part is ever densified.
     """
     rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
-    if sparse.issparse(matrix):
-        if matrix.format == "csc":
-            block = matrix[:, cols].tocsr()[rows]
+    try:
+        if sparse.issparse(matrix):
+            if matrix.format == "csc":
+                block = matrix[:, cols].tocsr()[rows]
+            else:
+                block = matrix.tocsr()[rows][:, cols]
+            out = block.toarray().astype(np.float64, copy=False)
         else:
-            block = matrix.tocsr()[rows][:, cols]
-        out = block.toarray().astype(np.float64, copy=False)
-    else:
-        out = np.asarray(matrix[rows][:, cols], dtype=np.float64)
+            out = np.asarray(matrix[rows][:, cols], dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        dtype = getattr(matrix, "dtype", type(matrix).__name__)
+        raise ValueError(
+            f"{what} is not numeric (dtype {dtype}: {error}); pass layer= naming a layer of "
+            "log-normalised expression values."
+        ) from None
     if not np.isfinite(out).all():
         raise ValueError(
             f"{what} has NaN or infinite values in the selected cells and genes; fix them, or "

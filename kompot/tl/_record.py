@@ -13,8 +13,16 @@ import warnings
 from collections.abc import Mapping
 
 import numpy as np
+from anndata import ImplicitModificationWarning
+
+from .._settings import report
+from .._warnings import KompotWarning
 
 logger = logging.getLogger("kompot")
+
+
+class ViewModificationWarning(KompotWarning, ImplicitModificationWarning):
+    """kompot wrote into a view of an AnnData, which became a copy (anndata's warning too)."""
 
 FIELD_SLOTS = ("obs", "var", "layers", "uns")
 
@@ -65,7 +73,22 @@ def make_record(
         "ls": float(ls) if ls is not None else "None",
     }
     record.update({k: h5ad_value(v) for k, v in extra.items()})
+    _record_landmarks_used(record["params"], record["landmarks"])
     return record
+
+
+def _record_landmarks_used(params: dict, landmarks) -> None:
+    """``params["n_landmarks"]`` as the number of landmarks used (at most the cells).
+
+    A request above the number of cells gets every cell as a landmark; the
+    request is kept as ``n_landmarks_requested``.
+    """
+    requested = params.get("n_landmarks")
+    if not isinstance(landmarks, np.ndarray) or not isinstance(requested, int):
+        return
+    if requested != landmarks.shape[0]:
+        params["n_landmarks_requested"] = requested
+        params["n_landmarks"] = int(landmarks.shape[0])
 
 
 def _previous_fields(adata, key_added: str) -> dict[str, list[str]]:
@@ -110,12 +133,10 @@ def write_run(
     if adata.is_view:
         # Setting the first slot makes the view an actual AnnData (anndata's
         # setters copy it); say so, as anndata does when a view is modified.
-        from anndata import ImplicitModificationWarning
-
         warnings.warn(
             "kompot writes its results into a view of an AnnData; the view becomes an actual "
             "AnnData (a copy), the AnnData it was taken from is left unchanged.",
-            ImplicitModificationWarning, stacklevel=3,
+            ViewModificationWarning, stacklevel=3,
         )
     _swap_in(adata, staged)
     written = [
@@ -123,7 +144,7 @@ def write_run(
         for slot in FIELD_SLOTS
         if len(record["fields"][slot])
     ]
-    logger.info("kompot wrote %s; record in uns[%r].", "; ".join(written), key_added)
+    report(logger, "kompot wrote %s; record in uns[%r].", "; ".join(written), key_added)
 
 
 def _stage(adata, key_added: str, record: dict, *, obs, var, layers, uns) -> dict[str, object]:

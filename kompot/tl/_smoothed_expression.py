@@ -10,14 +10,15 @@ from ..models import ExpressionModel
 from . import _inputs as inp
 from ._defaults import DE_LS_FACTOR, N_LANDMARKS, OBSM_KEY
 from ._differential_expression import full_layer
+from ._input_meaning import check_expression_scale, informative_columns, log1p_base
 from ._record import make_record, write_run
 
 
 def compute_smoothed_expression(
     adata: ad.AnnData,
-    *,
     groupby: str | None = None,
     condition: str | None = None,
+    *,
     obsm_key: str = OBSM_KEY,
     layer: str | None = None,
     genes=None,
@@ -48,7 +49,8 @@ def compute_smoothed_expression(
         ``adata.layers[layer]`` (dense, CSR or CSC).
     groupby
         Column of ``adata.obs`` holding conditions; give it together with
-        ``condition`` to fit on one condition's cells only.
+        ``condition`` to fit on one condition's cells only. ``None`` (the
+        default, with ``condition=None``) fits on all cells.
     condition
         Category of ``groupby`` whose cells the model is fitted to.
     obsm_key
@@ -100,13 +102,13 @@ def compute_smoothed_expression(
     Examples
     --------
     >>> adata = kompot.datasets.toy()
-    >>> kompot.tl.compute_smoothed_expression(adata, groupby="condition", condition="control")
+    >>> kompot.tl.compute_smoothed_expression(adata, "condition", "control")
     >>> imputed = adata.layers["kompot_smooth_smoothed"]
     """
     params = dict(locals())
     # ---- validate everything before any computation or write
     key_added = inp.check_key_added(key_added)
-    X = inp.representation(adata, obsm_key)
+    X, dropped = informative_columns(adata, obsm_key, inp.representation(adata, obsm_key))
     if (groupby is None) != (condition is None):
         raise ValueError(
             "Pass groupby and condition together (to fit on one condition's cells), or neither "
@@ -131,6 +133,7 @@ def compute_smoothed_expression(
     batch_size = inp.check_positive(batch_size, "batch_size", integer=True)
     random_state = inp.check_random_state(random_state)
     what = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    scale = check_expression_scale(source, gene_idx, what)
     Y = inp.dense_block(source, mask, gene_idx, what)
 
     # ---- compute
@@ -151,7 +154,8 @@ def compute_smoothed_expression(
     }
     record = make_record(
         params, landmarks=model.landmarks_, ls=model.ls_, obsm_key=obsm_key, groupby=groupby,
-        condition=condition,
+        condition=condition, log_base=log1p_base(adata),
+        expression_scale=scale or "log-normalised", obsm_columns_dropped=dropped,
     )
     if copy:
         adata = adata.copy()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from kompot import SampleVarianceEstimator
+from kompot import KompotWarning, SampleVarianceEstimator
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,9 @@ def test_small_groups_are_skipped_and_two_are_required(data):
     X, Y, groups = data
     g = groups.copy()
     g[:3] = "tiny"
-    est = SampleVarianceEstimator().fit(X, Y, g, min_cells=5, estimator_kwargs={"n_landmarks": 30})
+    with pytest.warns(KompotWarning, match=r"fewer than 5 cells were skipped: \['t"):
+        est = SampleVarianceEstimator().fit(X, Y, g, min_cells=5,
+                                            estimator_kwargs={"n_landmarks": 30})
     assert "tiny" not in est.group_predictors
     with pytest.raises(ValueError, match="at least 2 samples"):
         SampleVarianceEstimator().fit(X, Y, np.zeros(len(X)))

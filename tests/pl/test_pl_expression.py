@@ -1,5 +1,6 @@
 """kompot.pl.expression: observed, smoothed per condition and fold change of one gene."""
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -10,10 +11,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:The set_bad function:PendingDepr
 
 
 def test_expression_panels(result, de_keys, assert_centred):
-    fig = kpl.expression(result, "gene_2")
+    panels = kpl.expression(result, "gene_2")
+    assert isinstance(panels, list) and len(panels) == 4
+    fig = kpl.expression(result, "gene_2", return_fig=True)
     assert isinstance(fig, Figure)
-    panels = [ax for ax in fig.axes if ax.get_title()]
-    assert len(panels) == 4
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == [p.get_title() for p in panels]
     column = result.var_names.get_loc("gene_2")
     stored = [
         np.asarray(result.X[:, column]),
@@ -26,7 +28,7 @@ def test_expression_panels(result, de_keys, assert_centred):
         np.testing.assert_array_equal(np.sort(drawn), np.sort(values.astype(np.float64)))
     assert [p.get_title().split("\n")[0] for p in panels] == [
         "gene_2 observed", "gene_2 smoothed, control", "gene_2 smoothed, treated",
-        "gene_2 fold change",
+        "gene_2 log fold change (ln)",
     ]
     smoothed = [p.collections[0].norm for p in panels[1:3]]
     assert (smoothed[0].vmin, smoothed[0].vmax) == (smoothed[1].vmin, smoothed[1].vmax)
@@ -40,3 +42,17 @@ def test_expression_errors(result):
         kpl.expression(result, "gene_2", basis="X_pca")
     with pytest.raises(KeyError, match="kompot.tl"):
         kpl.expression(result, "gene_2", key="kompot_de2")
+
+
+def test_expression_single_panel_into_given_axes(result, de_keys):
+    fig, (left, right) = plt.subplots(1, 2)
+    assert kpl.expression(result, "gene_2", values="fold_change", ax=right) is right
+    assert not left.collections and right.collections
+    assert right.get_title().startswith("gene_2 log fold change (ln)")
+    axes = kpl.expression(result, "gene_2", values=["observed", "fold_change"])
+    assert [a.get_title().split("\n")[0] for a in axes] == ["gene_2 observed",
+                                                            "gene_2 log fold change (ln)"]
+    with pytest.raises(ValueError, match="single panel"):
+        kpl.expression(result, "gene_2", ax=left)
+    with pytest.raises(ValueError, match="values"):
+        kpl.expression(result, "gene_2", values="raw")

@@ -18,12 +18,12 @@ def _cell_type_means(result, layer, genes):
 # ------------------------------------------------------------------ heatmap
 def test_heatmap_fold_change_is_the_group_mean(result, de_keys, assert_centred):
     ax = kpl.heatmap(result, groupby="cell_type", n_genes=12)
-    genes = [t.get_text() for t in ax.get_yticklabels()]
+    genes = [t.get_text().removesuffix(" *") for t in ax.get_yticklabels()]
     top = result.var[de_keys.mahalanobis].sort_values(ascending=False).index[:12]
     assert sorted(genes) == sorted(top)
     # Ordered by mean fold change, increases first.
     assert np.all(np.diff(result.var.loc[genes, de_keys.mean_lfc].to_numpy()) <= 0)
-    groups = [t.get_text() for t in ax.get_xticklabels()]
+    groups = [t.get_text().split(" (n=")[0] for t in ax.get_xticklabels()]
     assert groups == list(result.obs["cell_type"].cat.categories)
     expected = _cell_type_means(result, de_keys.fold_change, genes)[groups].to_numpy()
     image = ax.images[0]
@@ -35,13 +35,14 @@ def test_heatmap_fold_change_is_the_group_mean(result, de_keys, assert_centred):
 def test_heatmap_smoothed_alternates_conditions(result, de_keys):
     genes = ["gene_3", "gene_1"]
     ax = kpl.heatmap(result, groupby="cell_type", genes=genes, values="smoothed")
-    assert [t.get_text() for t in ax.get_yticklabels()] == genes
+    assert [t.get_text().removesuffix(" *") for t in ax.get_yticklabels()] == genes
     drawn = np.asarray(ax.images[0].get_array())
     groups = list(result.obs["cell_type"].cat.categories)
     for k, condition in enumerate(("control", "treated")):
         expected = _cell_type_means(result, de_keys.smoothed(condition), genes)[groups]
         np.testing.assert_allclose(drawn[:, k::2], expected.to_numpy(), rtol=1e-6)
-    assert ax.get_xticklabels()[1].get_text() == f"{groups[0]} · treated"
+    n_first = int((result.obs["cell_type"] == groups[0]).sum())
+    assert ax.get_xticklabels()[1].get_text() == f"{groups[0]} (n={n_first}) · treated"
     scaled = kpl.heatmap(result, groupby="cell_type", genes=genes, values="smoothed",
                          standard_scale="gene")
     values = np.asarray(scaled.images[0].get_array())

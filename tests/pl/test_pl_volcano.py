@@ -118,7 +118,9 @@ def test_volcano_da_points_by_direction(result, da_keys):
         assert to_hex(ax.collections[i].get_facecolor()[0]) == colors[call]
     # Neutral cells lie underneath the calls.
     assert ax.collections[1].get_zorder() < ax.collections[0].get_zorder()
-    assert [t.get_text().split()[0] for t in ax.get_legend().get_texts()] == ["down", "neutral", "up"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert [t.split()[0] for t in legend[:3]] == ["down", "neutral", "up"]
+    assert legend[3:] == ["FDR 0.05"]  # the rule's line
 
 
 def _threshold_lines(ax):
@@ -148,7 +150,9 @@ def test_volcano_da_draws_the_ptp_rule_of_a_ptp_run(result):
     ax = kpl.volcano_da(adata)
     xs, ys = _threshold_lines(ax)
     assert xs == [-1.0, 1.0] and ys == [pytest.approx(-np.log10(0.05))]
-    assert ax.get_ylabel() == "-log10 PTP"
+    assert ax.get_ylabel() == "\u2212log10 PTP"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[3:] == ["|log fold change| 1", "PTP 0.05"]
     ax = kpl.volcano_da(adata, lfc_threshold=2.0, ptp_threshold=0.01)
     assert _threshold_lines(ax) == ([-2.0, 2.0], [pytest.approx(2.0)])
 

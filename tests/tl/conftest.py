@@ -2,6 +2,7 @@
 
 import pytest
 
+import kompot
 import kompot.tl
 
 
@@ -15,3 +16,11 @@ def small():
 def adata(small):
     """A fresh copy of the small toy data, free to modify."""
     return small.copy()
+
+
+@pytest.fixture()
+def info_verbosity():
+    """kompot.settings.verbosity at "info" (kompot's "wrote ..." lines) for one test."""
+    kompot.settings.verbosity = "info"
+    yield
+    kompot.settings.verbosity = None

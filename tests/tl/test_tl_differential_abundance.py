@@ -175,7 +175,7 @@ def test_copy(small):
     assert KEYS.lfc in adata.obs
 
 
-def test_one_log_line_lists_the_fields(small, caplog):
+def test_one_log_line_lists_the_fields(small, caplog, info_verbosity):
     adata = small.copy()
     with caplog.at_level(logging.INFO, logger="kompot"):
         kompot.tl.compute_differential_abundance(adata, "condition", C1, C2, **FAST)

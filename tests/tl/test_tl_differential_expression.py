@@ -187,7 +187,7 @@ def test_null_genes_set_the_p_value_resolution(de):
                                    atol=1e-9)
 
 
-def test_copy_and_log_line(small, caplog):
+def test_copy_and_log_line(small, caplog, info_verbosity):
     adata = small.copy()
     before = small.copy()
     with caplog.at_level(logging.INFO, logger="kompot"):
