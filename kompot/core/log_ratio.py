@@ -178,6 +178,17 @@ class Jackknife:
     samples: np.ndarray  # (K,) sample labels
 
 
+def _rows_by_sample(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The samples present in ``codes`` (sorted) and the rows grouped by sample."""
+    rows = np.argsort(codes, kind="stable")
+    return np.unique(codes), rows
+
+
+def _starts(sorted_codes: np.ndarray) -> np.ndarray:
+    """Index of the first row of every run of equal codes."""
+    return np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+
+
 def _per_sample_hessians(blocks, codes, curvature, ks, m):
     """``L_k^T D_k L_k`` for the samples ``ks``, one pass over the cell blocks."""
     H = np.zeros((len(ks), m, m))
@@ -233,8 +244,9 @@ def sample_jackknife(blocks, y: np.ndarray, sample_codes: np.ndarray, fit: LogRa
     g_k = np.zeros((K, m))
     d_k = np.zeros((K, m))
     for s, L in blocks:
-        np.add.at(g_k, codes[s], L * residual[s][:, None])
-        np.add.at(d_k, codes[s], L * curvature[s][:, None])
+        ks, rows = _rows_by_sample(codes[s])
+        g_k[ks] += np.add.reduceat(L[rows] * residual[s][rows, None], _starts(codes[s][rows]))
+        d_k[ks] += np.add.reduceat(L[rows] * curvature[s][rows, None], _starts(codes[s][rows]))
     # The full Hessian I + a^2 L^T D L at the MAP is the fit's R R^T.
     H_full = fit.chol @ fit.chol.T
     g_all, d_all = g_k.sum(0), d_k.sum(0)

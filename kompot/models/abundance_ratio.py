@@ -60,7 +60,7 @@ MIN_CELLS_PER_CONDITION = 10
 # by an empirical-Bayes prior (kompot.core.moderation) whose degrees of
 # freedom and scale, relative to the posterior variance, are estimated from
 # at most this many of the fitted cells (a seeded subsample).
-VARIANCE_PRIOR_MAX_CELLS = 20_000
+VARIANCE_PRIOR_MAX_CELLS = 5_000
 _JITTER = 1e-6
 _DEFAULT_PREDICT_BLOCK = 20_000
 
