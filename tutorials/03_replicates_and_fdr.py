@@ -60,8 +60,10 @@ kompot.tl.compute_differential_abundance(
     obsm_key="DM_EigenVectors", sample_col="sample", progress=False,
 )
 da = "kompot_da_control_to_treated"
-adata.obs[[f"{da}_lfc", f"{da}_lfc_std", f"{da}_lfc_sample_std",
-           f"{da}_lfc_pvalue", f"{da}_lfc_fdr", f"{da}_lfc_direction"]].head()
+# The full column names are long; drop the shared prefix for display.
+(adata.obs[[f"{da}_lfc", f"{da}_lfc_std", f"{da}_lfc_sample_std",
+            f"{da}_lfc_pvalue", f"{da}_lfc_fdr", f"{da}_lfc_direction"]]
+ .rename(columns=lambda c: c.removeprefix(da + "_")).head())
 
 # %% [markdown]
 # ### Reading the direction column
@@ -81,8 +83,10 @@ adata.obs[[f"{da}_lfc", f"{da}_lfc_std", f"{da}_lfc_sample_std",
 
 # %%
 direction = adata.obs[f"{da}_lfc_direction"]
-print(adata.uns["kompot_da"]["params"]["fdr_threshold"],
-      adata.uns["kompot_da"]["params"]["log_fold_change_threshold"])
+params = adata.uns["kompot_da"]["params"]
+print(f"fdr_threshold = {params['fdr_threshold']}, "
+      f"log_fold_change_threshold = {params['log_fold_change_threshold']} "
+      "(None: 0, the FDR alone decides)")
 pd.crosstab(adata.obs["cell_type"], direction)
 
 # %% [markdown]
@@ -93,7 +97,8 @@ fdr = adata.obs[f"{da}_lfc_fdr"]
 lfc = adata.obs[f"{da}_lfc"]
 for q in (0.01, 0.05, 0.10):
     called = fdr <= q
-    print(f"q = {q:.2f}: {(called & (lfc > 0)).sum()} up, {(called & (lfc < 0)).sum()} down")
+    n_up, n_down = (called & (lfc > 0)).sum(), (called & (lfc < 0)).sum()
+    print(f"q = {q:.2f}: {n_up} up, {n_down} down")
 
 # %% [markdown]
 # ### What the DA FDR controls
