@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint wheel tutorials bench``."""
+"""Developer sessions: ``nox -s tests lint wheel tutorials docs bench``."""
 
 from pathlib import Path
 
@@ -32,9 +32,9 @@ def wheel(session):
 
 @nox.session
 def lint(session):
-    """ruff over the package, tests, benchmarks, tutorials and this file."""
+    """ruff over the package, tests, benchmarks, tutorials, docs/conf.py and this file."""
     session.install("ruff")
-    session.run("ruff", "check", "kompot", "tests", "benchmarks", "tutorials", "noxfile.py")
+    session.run("ruff", "check", "kompot", "tests", "benchmarks", "tutorials", "docs", "noxfile.py")
 
 
 @nox.session
@@ -42,6 +42,19 @@ def tutorials(session):
     """Execute the tutorials (``tutorials/NN_*.py``) and rewrite their notebooks."""
     session.install("-e", ".[tutorials]")
     session.run("python", "tutorials/build.py", *session.posargs)
+
+
+@nox.session
+def docs(session):
+    """The documentation -> docs/_build/html (index.html); every warning is an error.
+
+    The tutorials (``tutorials/NN_*.py``) are executed during the build (a few
+    minutes on 2 cores). ``nox -s docs -- -E`` rebuilds from scratch; other
+    arguments go to sphinx-build as well.
+    """
+    session.install("-e", ".[docs]")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", *session.posargs,
+                "docs", "docs/_build/html")
 
 
 @nox.session
