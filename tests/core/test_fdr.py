@@ -100,7 +100,7 @@ def test_pure_null_is_calibrated(monkeypatch):
 
     Allowance (99 % for a procedure exactly at q): binomial(200, q), 18 runs
     at q = 0.05 and 30 at q = 0.10. A procedure at 2q fails with probability
-    0.63 and 0.96. Measured on 850 runs: 0.015 at q = 0.05, 0.102 at
+    0.63 and 0.96. Measured on 1,000 runs: 0.015 at q = 0.05, 0.098 at
     q = 0.10 (this tail FDR sits at its nominal level there); 4 and 28 of
     these 200.
     """
