@@ -357,17 +357,38 @@ def toy(
     - ``uns["toy_params"]``: the arguments of this call; ``uns["toy_truth"]``:
       ``background_log_density_ratio`` as above.
     """
+    n_cells, n_genes, n_de_genes, n_samples, n_dims, seed = _check_sizes(
+        n_cells, n_genes, n_de_genes, n_samples, n_dims, seed
+    )
+    da_strength, de_strength, replicate_scale = _check_effects(
+        da_strength, de_strength, replicate_effects
+    )
+    sim = _simulate(n_cells, n_genes, n_de_genes, n_samples, n_dims, da_strength, de_strength,
+                    replicate_scale, seed)
+    adata = _assemble(sim, n_samples)
+    adata.uns["toy_params"] = {
+        "n_cells": n_cells,
+        "n_genes": n_genes,
+        "n_de_genes": n_de_genes,
+        "n_samples": n_samples,
+        "n_dims": n_dims,
+        "da_strength": da_strength,
+        "de_strength": de_strength,
+        "replicate_effects": replicate_effects,
+        "seed": seed,
+    }
+    adata.uns["toy_truth"] = {"background_log_density_ratio": sim.background}
+    return adata
+
+
+def _check_sizes(n_cells, n_genes, n_de_genes, n_samples, n_dims, seed) -> tuple[int, ...]:
+    """The integer arguments of :func:`toy`, validated."""
     n_cells = _check_int(n_cells, "n_cells", 1)
     n_genes = _check_int(n_genes, "n_genes", 1)
     n_de_genes = _check_int(n_de_genes, "n_de_genes", 0)
     n_samples = _check_int(n_samples, "n_samples", 1)
     n_dims = _check_int(n_dims, "n_dims", 2)
     seed = _check_int(seed, "seed", 0)
-    da_strength = _check_finite(da_strength, "da_strength")
-    if not isinstance(replicate_effects, bool | np.bool_):
-        raise ValueError(f"`replicate_effects` must be True or False, got {replicate_effects!r}.")
-    replicate_scale = 1.0 if replicate_effects else 0.0
-    de_strength = _check_finite(de_strength, "de_strength")
     if n_de_genes > n_genes:
         raise ValueError(
             f"`n_de_genes` ({n_de_genes}) exceeds `n_genes` ({n_genes}); lower n_de_genes "
@@ -380,12 +401,51 @@ def toy(
             f"n_cells >= {min_cells} ({_MIN_CELLS_PER_SAMPLE_MEAN} cells per sample on "
             "average) or fewer samples."
         )
+    return n_cells, n_genes, n_de_genes, n_samples, n_dims, seed
+
+
+def _check_effects(da_strength, de_strength, replicate_effects) -> tuple[float, float, float]:
+    """``da_strength``, ``de_strength`` and the replicate effects' scale (1 or 0), validated."""
+    da_strength = _check_finite(da_strength, "da_strength")
+    if not isinstance(replicate_effects, bool | np.bool_):
+        raise ValueError(f"`replicate_effects` must be True or False, got {replicate_effects!r}.")
+    de_strength = _check_finite(de_strength, "de_strength")
     if abs(da_strength) > _MAX_ABS_DA_STRENGTH:
         raise ValueError(
             f"`da_strength` ({da_strength}) must lie within +-{_MAX_ABS_DA_STRENGTH}; "
             "larger ratios leave almost no treated cells in the depleted region."
         )
+    return da_strength, de_strength, 1.0 if replicate_effects else 0.0
 
+
+@dataclass(frozen=True)
+class _Simulation:
+    """Everything :func:`toy` draws, before it becomes an AnnData."""
+
+    latent: np.ndarray  # (n, 2) positions in the latent plane
+    states: np.ndarray  # (n, n_dims) the cell-state representation
+    cell_type_code: np.ndarray
+    sample_code: np.ndarray
+    condition_code: np.ndarray
+    genes: _Genes
+    counts: np.ndarray
+    X: np.ndarray
+    planted_log_ratio: np.ndarray  # (n,) planted log(treated / control) density ratio
+    background: float  # offset between planted and normalised log ratios
+
+
+def _simulate(
+    n_cells: int,
+    n_genes: int,
+    n_de_genes: int,
+    n_samples: int,
+    n_dims: int,
+    da_strength: float,
+    de_strength: float,
+    replicate_scale: float,
+    seed: int,
+) -> _Simulation:
+    """Cells, cell states, genes and counts, each from its own random stream."""
     # Independent streams: e.g. the gene programmes stay the same when only
     # the number of cells changes.
     layout_seq, cells_seq, genes_seq, mc_seq, counts_seq = np.random.SeedSequence(seed).spawn(5)
@@ -419,39 +479,33 @@ def toy(
         return out
 
     counts, X = _simulate_counts(log_mean, n_cells, genes.inverse_dispersion, counts_seq)
+    return _Simulation(latent, states, cell_type_code, sample_code, condition_code, genes,
+                       counts, X, _planted_log_ratio(latent, da_strength), background)
 
-    # --- assemble -------------------------------------------------------------
+
+def _assemble(sim: _Simulation, n_samples: int) -> ad.AnnData:
+    """The simulated data and their ground truth as an AnnData."""
+    n_cells, n_genes = sim.X.shape
     sample_names = [f"{cond}_{k + 1}" for cond in CONDITIONS for k in range(n_samples)]
     obs = pd.DataFrame(
         {
-            "condition": pd.Categorical.from_codes(condition_code, categories=list(CONDITIONS)),
-            "sample": pd.Categorical.from_codes(sample_code, categories=sample_names),
-            "cell_type": pd.Categorical.from_codes(cell_type_code, categories=list(CELL_TYPES)),
-            "true_log_density_ratio": _planted_log_ratio(latent, da_strength),
-            "da_region": _in_region(latent, _ENRICHED) | _in_region(latent, _DEPLETED),
-            "de_region": _in_region(latent, _DE_REGION),
+            "condition": pd.Categorical.from_codes(sim.condition_code, categories=list(CONDITIONS)),
+            "sample": pd.Categorical.from_codes(sim.sample_code, categories=sample_names),
+            "cell_type": pd.Categorical.from_codes(sim.cell_type_code,
+                                                   categories=list(CELL_TYPES)),
+            "true_log_density_ratio": sim.planted_log_ratio,
+            "da_region": _in_region(sim.latent, _ENRICHED) | _in_region(sim.latent, _DEPLETED),
+            "de_region": _in_region(sim.latent, _DE_REGION),
         },
         index=pd.Index([f"cell_{i}" for i in range(n_cells)]),
     )
     var = pd.DataFrame(
-        {"is_de": genes.true_lfc != 0, "true_lfc": genes.true_lfc},
+        {"is_de": sim.genes.true_lfc != 0, "true_lfc": sim.genes.true_lfc},
         index=pd.Index([f"gene_{g}" for g in range(n_genes)]),
     )
-    adata = ad.AnnData(X=X, obs=obs, var=var)
-    adata.layers["counts"] = counts
-    adata.obsm["DM_EigenVectors"] = states
-    adata.obsm["X_umap"] = latent
+    adata = ad.AnnData(X=sim.X, obs=obs, var=var)
+    adata.layers["counts"] = sim.counts
+    adata.obsm["DM_EigenVectors"] = sim.states
+    adata.obsm["X_umap"] = sim.latent
     adata.uns["cell_type_colors"] = list(CELL_TYPE_COLORS)
-    adata.uns["toy_params"] = {
-        "n_cells": n_cells,
-        "n_genes": n_genes,
-        "n_de_genes": n_de_genes,
-        "n_samples": n_samples,
-        "n_dims": n_dims,
-        "da_strength": da_strength,
-        "de_strength": de_strength,
-        "replicate_effects": replicate_effects,
-        "seed": seed,
-    }
-    adata.uns["toy_truth"] = {"background_log_density_ratio": background}
     return adata

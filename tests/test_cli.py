@@ -216,6 +216,16 @@ def test_demo_refuses_too_few_cells(tmp_path):
     assert not (tmp_path / "demo").exists()
 
 
+def test_demo_refuses_one_cell_below_its_minimum(tmp_path, capsys, monkeypatch):
+    from kompot._demo import MIN_CELLS
+
+    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    assert cli.main(["demo", str(tmp_path / "demo"), "--n-cells", str(MIN_CELLS - 1)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kompot: error:") and f"at least {MIN_CELLS}" in err
+    assert not (tmp_path / "demo").exists()
+
+
 def test_debug_shows_the_traceback(toy_file, tmp_path):
     with pytest.raises(KeyError, match="X_pca"):
         cli.main(["da", str(toy_file), "-o", str(tmp_path / "o.h5ad"), *CONDITIONS,
@@ -230,3 +240,11 @@ def test_demo_writes_results_and_figures(tmp_path):
     assert (tmp_path / "toy_results.h5ad").is_file()
     assert (tmp_path / "differential_expression.csv").is_file()
     assert len(list(tmp_path.glob("*.png"))) == 6
+    # The summary scores the run against the planted truth, and the tables
+    # hold the columns a user reads.
+    assert "DA (" in result.stdout and "DE (" in result.stdout and "AUROC" in result.stdout
+    da = pd.read_csv(tmp_path / "differential_abundance.csv", index_col=0)
+    assert set(da["kompot_da_control_to_treated_lfc_direction"]) <= {"up", "down", "neutral"}
+    assert len(da) == MIN_CELLS
+    de = pd.read_csv(tmp_path / "differential_expression.csv", index_col=0)
+    assert "kompot_de_control_to_treated_is_de" in de.columns

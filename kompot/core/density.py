@@ -142,69 +142,15 @@ def fit_density(
     """MAP log density on ``X`` with a Laplace posterior, all on ``landmarks``."""
     X = np.asarray(X, np.float64)
     landmarks = np.asarray(landmarks, np.float64)
-    n, m = X.shape[0], landmarks.shape[0]
-    const = (d / 2) * np.log(np.pi) - gammaln(d / 2 + 1)
-    V = d * np.log(nn_distances) + const  # log volume of the nn ball
-    Vdr = np.log(d) + (d - 1) * np.log(nn_distances) + const
+    m = landmarks.shape[0]
+    V, Vdr = _log_volumes(nn_distances, d)
 
     Kuu = kernel_matrix(cov_func, landmarks, landmarks)
     Lp = safe_cholesky(Kuu + jitter * np.eye(m), what="landmark covariance")
     blocks = WhitenedKernelBlocks(X, landmarks, cov_func, Lp, batch_size)
-
-    def latent(z):
-        f = np.empty(n)
-        for s, L in blocks:
-            f[s] = L @ z
-        return f + mu
-
-    def loss(z, f):
-        return 0.5 * z @ z - np.sum(f + Vdr - np.exp(f + V))
-
-    # Ridge start as in mellon, argmin |L z - (mle - mu)|^2 + |z|^2, then shifted
-    # by the best constant: the smoothed MLE sits above the optimum (the
-    # optimum is a local soft-minimum of the noisy per-cell MLE), and Newton
-    # only walks down an exponential by about one unit per step.
-    target = log_density_mle(nn_distances, d) - mu
-    H_ridge = np.zeros((m, m))
-    rhs = np.zeros((m, 2))
-    for s, L in blocks:
-        H_ridge += L.T @ L
-        rhs += L.T @ np.column_stack([target[s], np.ones(s.stop - s.start)])
-    R = safe_cholesky(np.eye(m) + H_ridge, what="ridge system")
-    z_target, z_one = upper_solve(R, lower_solve(R, rhs)).T
-    f_target, f_one = latent(z_target) - mu, latent(z_one) - mu
-    z = z_target - _best_offset(f_target + mu + V, f_one) * z_one
-
-    f = latent(z)
-    current = loss(z, f)
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
-        e = np.exp(f + V)
-        gz, Hz = gradient_and_hessian(blocks, 1.0 - e, e, m)
-        grad = z - gz
-        R = safe_cholesky(np.eye(m) + Hz, what="Laplace Hessian")
-        step = upper_solve(R, lower_solve(R, grad))
-        decrement = float(grad @ step)
-        logger.debug("density Newton %d: loss %.6g decrement %.3g", n_iter, current, decrement)
-        if decrement / 2 <= tol * max(1.0, abs(current)):
-            break
-        t = 1.0
-        while True:  # backtracking line search (Armijo)
-            z_new = z - t * step
-            f_new = latent(z_new)
-            new = loss(z_new, f_new)
-            if np.isfinite(new) and new <= current - 0.25 * t * decrement:
-                break
-            t *= 0.5
-            if t < 1e-10:
-                raise np.linalg.LinAlgError(
-                    "The density optimisation could not make progress; check for "
-                    "duplicated or extreme coordinates in the cell states."
-                )
-        z, f, current = z_new, f_new, new
-    else:
-        warnings.warn(f"Density Newton iterations did not converge in {max_iter} steps; "
-                      "results may be inaccurate.", KompotRuntimeWarning, stacklevel=3)
+    posterior = _Posterior(blocks, X.shape[0], mu, V, Vdr)
+    z, R = _ridge_start(posterior, log_density_mle(nn_distances, d) - mu, m)
+    z, R, n_iter = _newton(posterior, z, R, m, tol, max_iter)
 
     # Laplace covariance of z is H^{-1} = R^{-T} R^{-1}; map it to weight space.
     W = upper_solve(Lp, upper_solve(R, np.eye(m)))
@@ -214,6 +160,91 @@ def fit_density(
         uncertainty_factor=W,
         Lp=Lp,
         mu=float(mu),
-        n_obs=n,
+        n_obs=X.shape[0],
         n_iter=n_iter,
     )
+
+
+def _log_volumes(nn_distances: np.ndarray, d: float) -> tuple[np.ndarray, np.ndarray]:
+    """Log volume of each cell's nearest-neighbour ball, and the log of its derivative in r."""
+    const = (d / 2) * np.log(np.pi) - gammaln(d / 2 + 1)
+    V = d * np.log(nn_distances) + const
+    Vdr = np.log(d) + (d - 1) * np.log(nn_distances) + const
+    return V, Vdr
+
+
+class _Posterior:
+    """The latent log density at the cells and the negative log posterior of ``z``."""
+
+    def __init__(self, blocks: WhitenedKernelBlocks, n: int, mu: float, V, Vdr):
+        self.blocks, self.n, self.mu, self.V, self.Vdr = blocks, n, mu, V, Vdr
+
+    def latent(self, z: np.ndarray) -> np.ndarray:
+        """``f = mu + L z`` at every cell."""
+        f = np.empty(self.n)
+        for s, L in self.blocks:
+            f[s] = L @ z
+        return f + self.mu
+
+    def loss(self, z: np.ndarray, f: np.ndarray) -> float:
+        return 0.5 * z @ z - np.sum(f + self.Vdr - np.exp(f + self.V))
+
+
+def _ridge_start(posterior: _Posterior, target: np.ndarray, m: int):
+    """Starting ``z`` of the Newton iterations, and the ridge system's Cholesky factor.
+
+    Ridge start as in mellon, argmin |L z - (mle - mu)|^2 + |z|^2, then
+    shifted by the best constant: the smoothed MLE sits above the optimum
+    (the optimum is a local soft-minimum of the noisy per-cell MLE), and
+    Newton only walks down an exponential by about one unit per step.
+    """
+    H_ridge = np.zeros((m, m))
+    rhs = np.zeros((m, 2))
+    for s, L in posterior.blocks:
+        H_ridge += L.T @ L
+        rhs += L.T @ np.column_stack([target[s], np.ones(s.stop - s.start)])
+    R = safe_cholesky(np.eye(m) + H_ridge, what="ridge system")
+    z_target, z_one = upper_solve(R, lower_solve(R, rhs)).T
+    mu = posterior.mu
+    f_target, f_one = posterior.latent(z_target) - mu, posterior.latent(z_one) - mu
+    return z_target - _best_offset(f_target + mu + posterior.V, f_one) * z_one, R
+
+
+def _newton(posterior: _Posterior, z: np.ndarray, R: np.ndarray, m: int, tol: float,
+            max_iter: int):
+    """Damped Newton from ``z`` to the MAP; returns it, the last Hessian's Cholesky, the steps."""
+    f = posterior.latent(z)
+    current = posterior.loss(z, f)
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        e = np.exp(f + posterior.V)
+        gz, Hz = gradient_and_hessian(posterior.blocks, 1.0 - e, e, m)
+        grad = z - gz
+        R = safe_cholesky(np.eye(m) + Hz, what="Laplace Hessian")
+        step = upper_solve(R, lower_solve(R, grad))
+        decrement = float(grad @ step)
+        logger.debug("density Newton %d: loss %.6g decrement %.3g", n_iter, current, decrement)
+        if decrement / 2 <= tol * max(1.0, abs(current)):
+            break
+        z, f, current = _line_search(posterior, z, step, current, decrement)
+    else:
+        warnings.warn(f"Density Newton iterations did not converge in {max_iter} steps; "
+                      "results may be inaccurate.", KompotRuntimeWarning, stacklevel=4)
+    return z, R, n_iter
+
+
+def _line_search(posterior: _Posterior, z, step, current: float, decrement: float):
+    """Backtracking (Armijo) along ``-step``: the new ``z``, its latent and its loss."""
+    t = 1.0
+    while True:
+        z_new = z - t * step
+        f_new = posterior.latent(z_new)
+        new = posterior.loss(z_new, f_new)
+        if np.isfinite(new) and new <= current - 0.25 * t * decrement:
+            return z_new, f_new, new
+        t *= 0.5
+        if t < 1e-10:
+            raise np.linalg.LinAlgError(
+                "The density optimisation could not make progress; check for "
+                "duplicated or extreme coordinates in the cell states."
+            )

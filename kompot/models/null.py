@@ -328,6 +328,14 @@ def canonical_rows(X: np.ndarray, Y=None) -> np.ndarray:
     return np.lexsort(np.vstack([tie_break[None, :], X.T[::-1]]))
 
 
+def _canonical_cells(X: np.ndarray, samples: np.ndarray | None) -> np.ndarray:
+    """:func:`canonical_order` of the cell states; identical states ordered by sample."""
+    if samples is None:
+        return canonical_order(np.asarray(X, np.float64))
+    codes = np.unique(np.asarray(samples), return_inverse=True)[1].reshape(-1)
+    return np.lexsort(np.vstack([codes[None, :], np.asarray(X, np.float64).T[::-1]]))
+
+
 def abundance_null_zscores(
     X1: np.ndarray,
     X2: np.ndarray,
@@ -345,14 +353,21 @@ def abundance_null_zscores(
 
     Each permutation refits both densities on the permuted cells (whole
     samples when sample indices are given) with the same hyper-parameters;
-    pass the real run's ``landmarks`` and ``ls`` in ``fit_kwargs``.
+    pass the real run's ``landmarks`` and ``ls`` in ``fit_kwargs``. The
+    permutations are drawn on the cells in a canonical order, so the z-scores
+    do not depend on the order in which the cells are given.
     """
     da_kwargs = dict(da_kwargs or {})
     fit_kwargs = dict(fit_kwargs or {})
     rng = np.random.default_rng(random_state)
-    X = np.vstack([np.asarray(X1, np.float64), np.asarray(X2, np.float64)])
+    # Permutations drawn on the cells in a canonical order (as for DE), so
+    # that the null does not depend on how the caller ordered the cells.
+    o1 = _canonical_cells(X1, condition1_sample_indices)
+    o2 = _canonical_cells(X2, condition2_sample_indices)
+    X = np.vstack([np.asarray(X1, np.float64)[o1], np.asarray(X2, np.float64)[o2]])
     partitions = label_partitions(
-        len(X1), len(X), condition1_sample_indices, condition2_sample_indices, n_permutations, rng
+        len(X1), len(X), _reorder(condition1_sample_indices, o1),
+        _reorder(condition2_sample_indices, o2), n_permutations, rng,
     )
     null = []
     iterator = tqdm(partitions, desc="null permutations", leave=False) if progress else partitions

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
+from _allowance import binomial_allowance, binomial_power, mean_allowance, mean_power
 from scipy import stats
 
 from kompot.core import fdr as fdr_module
@@ -93,22 +92,41 @@ def test_fdrs_are_monotone_bounded_and_finite(seed):
     assert ties["local_fdr"][1] == ties["local_fdr"][2]
 
 
-def test_pure_null_is_calibrated():
-    fdp = {0.05: [], 0.10: []}
+N_NULL_RUNS = 200
+
+
+def test_pure_null_is_calibrated(monkeypatch):
+    """Under the complete null, FDR = P(any call) <= q, over 200 runs.
+
+    Allowance (99 % for a procedure exactly at q): binomial(200, q), 18 runs
+    at q = 0.05 and 30 at q = 0.10. A procedure at 2q fails with probability
+    0.63 and 0.96. Measured on 1,000 runs: 0.015 at q = 0.05, 0.098 at
+    q = 0.10 (this tail FDR sits at its nominal level there); 4 and 28 of
+    these 200.
+    """
+    # The local FDR's density estimates take most of the time and do not
+    # enter the tail FDR: skip them.
+    monkeypatch.setattr(fdr_module, "_local_fdr", lambda *args, fallback: fallback)
+    any_call = {0.05: 0, 0.10: 0}
     share_called = {0.05: [], 0.10: []}
-    for seed in range(N_SEEDS):
+    pi0 = []
+    for seed in range(N_NULL_RUNS):
         rng = np.random.default_rng(1000 + seed)
         res = empirical_fdr(_null_distances(rng, N_GENES), _null_distances(rng, N_NULL))
-        assert res["pi0"] >= 0.9
-        for q in fdp:
+        pi0.append(res["pi0"])
+        for q in any_call:
             called = res["tail_fdr"] <= q
             share_called[q].append(called.mean())
-            fdp[q].append(float(called.any()))  # every call is false here
-    for q in fdp:
+            any_call[q] += bool(called.any())
+    for q, count in any_call.items():
+        allowed = binomial_allowance(N_NULL_RUNS, q)
+        assert binomial_power(N_NULL_RUNS, allowed, 2 * q) >= 0.6
+        assert count <= allowed, (q, count, allowed)
+        # When anything is called it is a handful of the 500 genes.
         assert np.mean(share_called[q]) <= 0.01
-        # Under the complete null, FDR = P(any call) <= q; allow for Monte Carlo
-        # error of 20 seeds (two binomial standard errors at the nominal level).
-        assert np.mean(fdp[q]) <= q + 2 * math.sqrt(q * (1 - q) / N_SEEDS)
+    # Storey's pi0 from 500 null p-values: standard deviation about 0.045
+    # below its cap of 1, so 0.8 is 4.4 of them; the mean of 200 runs is ~1.
+    assert min(pi0) >= 0.8 and np.mean(pi0) >= 0.97
 
 
 def test_planted_genes_are_found_at_controlled_fdp():
@@ -124,13 +142,17 @@ def test_planted_genes_are_found_at_controlled_fdp():
             assert called[truth].all()
             fdp[q].append(called[~truth].sum() / max(called.sum(), 1))
     for q, values in fdp.items():
-        # The procedure works at its nominal level (mean FDP close to q), so
-        # the 20-seed average is allowed two standard errors above q.
-        sem = np.std(values, ddof=1) / math.sqrt(N_SEEDS)
-        assert np.mean(values) <= q + 2 * sem, (q, np.mean(values), sem)
+        # The procedure works at its nominal level (mean FDP close to q):
+        # allowance a one-sided t bound (99 %) on the 20 seeds' mean, which a
+        # procedure at 2q with the same spread fails with probability >= 0.9.
+        assert np.mean(values) <= mean_allowance(values, q), (q, np.mean(values))
+        assert mean_power(values, q, 2 * q) >= 0.9
 
 
 def test_pvalues_are_uniform_under_the_null():
+    # Kolmogorov-Smirnov at 1e-3: a uniform sample fails with probability
+    # 1e-3 (the +1 correction and ties make the p-values slightly
+    # conservative, which 500 values cannot show).
     rng = np.random.default_rng(42)
     res = empirical_fdr(_null_distances(rng, N_GENES), _null_distances(rng, N_NULL))
     assert stats.kstest(res["pvalue"], "uniform").pvalue > 1e-3
@@ -252,11 +274,16 @@ def test_tail_pvalues_are_valid_and_not_degenerate_beyond_the_null():
         observed = _null_distances(rng, 20_000)
         p = fdr_module.null_pvalues(observed, null)
         rates.append([np.mean(p <= a) / a for a in (1e-3, 2e-4)])
-    mean = np.mean(rates, axis=0)
-    assert mean[0] <= 1.1 and mean[1] <= 1.1
+    # Allowance: a one-sided t bound (99 %) on the mean of the 60 rate
+    # ratios (each run has its own null sample, so the runs are independent).
+    # Measured means 0.7 and below.
+    rates = np.array(rates)
+    for col in range(2):
+        assert rates[:, col].mean() <= mean_allowance(rates[:, col], 1.0)
+        assert mean_power(rates[:, col], 1.0, 2.0) >= 0.9  # twice the rate would fail
     # Conservative (the shape is inflated by its standard error) but usable:
     # about 0.7 of nominal at 1e-3 on this chi null.
-    assert mean[0] >= 0.5
+    assert rates[:, 0].mean() >= 0.5
 
 
 def test_tail_pvalues_of_a_heavy_tailed_null_stay_valid():
@@ -268,7 +295,9 @@ def test_tail_pvalues_of_a_heavy_tailed_null_stay_valid():
 
     rates = [np.mean(fdr_module.null_pvalues(draw(20_000), np.sort(draw(2500))) <= 1e-3) / 1e-3
              for _ in range(60)]
-    assert np.mean(rates) <= 1.1
+    # As above: one-sided t bound (99 %) on the 60 runs' mean rate ratio.
+    assert np.mean(rates) <= mean_allowance(rates, 1.0)
+    assert mean_power(rates, 1.0, 2.0) >= 0.9
 
 
 def test_tail_of_a_null_with_ties_or_few_values_falls_back_to_counting():

@@ -1,9 +1,11 @@
 """The permutation nulls are calibrated: on data without any condition effect,
-the share of runs with any discovery (the FDP under a complete null) stays at
-or below the nominal level, averaged over seeds."""
+the share of runs with any discovery (the FDP under a complete null) and the
+share of p-values at or below a level stay within the Monte Carlo allowance
+of the nominal level over seeds (``tests/_allowance.py``)."""
 
 import numpy as np
 import pytest
+from _allowance import binomial_allowance, binomial_power, mean_allowance
 
 import kompot
 from kompot.core.fdr import empirical_fdr, zscore_fdr
@@ -47,8 +49,8 @@ def _de_discoveries(seed, by_sample, q):
         de_kwargs=dict(n_landmarks=LANDMARKS, random_state=0),
         fit_kwargs=dict(ls=de.model1.ls, landmarks=de.landmarks),
         rescale_to=observed if by_sample else None, **reps)  # as kompot.tl does
-    return {level: bool(empirical_fdr(observed, null, threshold=level)["is_de"].any())
-            for level in q}
+    return _summary({level: empirical_fdr(observed, null, threshold=level)["is_de"]
+                     for level in q}, empirical_fdr(observed, null)["pvalue"])
 
 
 def _da_discoveries(seed, by_sample, q):
@@ -63,18 +65,46 @@ def _da_discoveries(seed, by_sample, q):
         X[~t], X[t], X, n_permutations=6, random_state=seed,
         da_kwargs=dict(n_landmarks=LANDMARKS, random_state=0),
         fit_kwargs=dict(ls=da.ls, landmarks=da.landmarks), **reps)
-    return {level: bool(zscore_fdr(z, null, threshold=level)["significant"].any())
-            for level in q}
+    return _summary({level: zscore_fdr(z, null, threshold=level)["significant"] for level in q},
+                    zscore_fdr(z, null)["pvalue"])
+
+
+def _summary(calls, pvalue):
+    """Per level: whether anything was called, and the share of p-values at or below it."""
+    return {level: (bool(called.any()), float(np.mean(pvalue <= level)))
+            for level, called in calls.items()}
 
 
 @pytest.mark.parametrize("by_sample", [False, True], ids=["cells", "samples"])
 @pytest.mark.parametrize("analysis", [_de_discoveries, _da_discoveries], ids=["DE", "DA"])
 def test_complete_null_is_calibrated(analysis, by_sample):
+    """Any call, and the p-values, over 10 seeds of data without a condition effect.
+
+    Runs with any call: under the complete null every call is false, so the
+    FDR is P(any call) <= q, and the number of such runs out of 10 is at most
+    binomial(10, q). Allowance at 99 % for a procedure exactly at q: 3 runs
+    (q = 0.05) and 4 runs (q = 0.10). Ten runs cannot tell a procedure at 2q
+    from one at q (it fails with probability 0.01 / 0.03); the p-values can:
+
+    Share of p-values <= a (a = 0.05, 0.10): valid p-values give a share of
+    at most a in expectation. The genes or cells of one run share their null
+    and are correlated, the runs are independent, so the allowance is a
+    one-sided t bound (99 %) on the runs' mean share. Measured: shares 0.02-0.05
+    at a = 0.05; a procedure at 2a with the observed spread fails with
+    probability 0.96-1.00, except DA on single cells (0.37 / 0.59: neighbouring
+    cells share their p-values).
+    """
     levels = (0.05, 0.10)
     runs = [analysis(seed, by_sample, levels) for seed in SEEDS]
     for level in levels:
-        fdp = np.mean([r[level] for r in runs])  # FDP is 1 if anything is called, else 0
-        assert fdp <= level, f"average FDP {fdp:.2f} above nominal {level}"
+        any_call = sum(r[level][0] for r in runs)
+        allowed = binomial_allowance(len(runs), level)
+        assert binomial_power(len(runs), allowed, level) <= 0.01  # the allowance's own claim
+        assert any_call <= allowed, f"{any_call} of {len(runs)} runs made calls at q = {level}"
+        shares = [r[level][1] for r in runs]
+        bound = mean_allowance(shares, level)
+        assert np.mean(shares) <= bound, (
+            f"mean share of p <= {level} is {np.mean(shares):.3f}, allowance {bound:.3f}")
 
 
 def test_sample_splits_skip_the_observed_split_and_mirrors():

@@ -4,7 +4,18 @@ Ten seeds of ``kompot.datasets.toy`` (2,000 cells, 200 genes, 20 planted DE
 genes, a planted enriched and a planted depleted region), analysed with the
 ``kompot.tl`` defaults (fewer landmarks, for time). For each nominal level q
 the observed false-discovery proportion, averaged over the seeds, must stay
-at or below q, and the planted effects must still be found.
+within the Monte Carlo allowance of q, and the planted effects must still be
+found.
+
+Allowance (``tests/_allowance.py``): a procedure at its nominal level has
+an expected FDP of at most q, but ten seeds scatter around it, so "mean FDP
+<= q" would fail such a procedure about half of the time. The seeds are
+independent, the calls within a seed are not (the DA calls come in regions),
+so the test takes a one-sided t bound (99 %) on the seeds' mean FDP. It must
+also be able to fail: a procedure at 2q with the observed seed-to-seed
+spread must fail with probability >= 0.5. Measured (cells / replicates):
+mean FDP 0.030 / 0.024 (DE) and 0.017 / 0.018 (DA) at q = 0.05, allowances
+0.082 / 0.088 and 0.065 / 0.071, power against 2q 0.92 / 0.79 and 1.0 / 1.0.
 
 "Without replicates" uses ``toy(replicate_effects=False)``: samples of a
 condition are exchangeable, which is what an analysis without ``sample_col``
@@ -14,6 +25,7 @@ whose samples differ in abundance, expression and depth.
 
 import numpy as np
 import pytest
+from _allowance import mean_allowance, mean_power
 from tl_testing import C1, C2
 
 import kompot
@@ -45,6 +57,7 @@ def _de_runs(replicates):
         runs.append({
             "truth": adata.var["is_de"].to_numpy(),
             "tail_fdr": adata.var[keys.tail_fdr].to_numpy(),
+            "is_de": adata.var[keys.is_de].to_numpy(),  # the call at the default q = 0.05
             "mahalanobis": adata.var[keys.mahalanobis].to_numpy(),
         })
     return runs
@@ -79,13 +92,21 @@ def da_runs(request):
     return _da_runs(request.param)
 
 
+def _assert_within_allowance(fdp, q):
+    bound = mean_allowance(fdp, q)
+    assert np.mean(fdp) <= bound, f"mean FDP {np.mean(fdp):.3f} above {bound:.3f} (q = {q})"
+    # A procedure at twice the nominal level would fail more often than not.
+    assert mean_power(fdp, q, 2 * q) >= 0.5
+
+
 def test_de_calls_keep_the_fdr(de_runs):
     for q in LEVELS:
         fdp = []
         for run in de_runs:
-            called = run["tail_fdr"] <= q
+            # The stored call at the default level, the stored tail FDR at the other.
+            called = run["is_de"] if q == 0.05 else run["tail_fdr"] <= q
             fdp.append((called & ~run["truth"]).sum() / max(called.sum(), 1))
-        assert np.mean(fdp) <= q, f"mean FDP {np.mean(fdp):.3f} above nominal {q}"
+        _assert_within_allowance(fdp, q)
 
 
 def test_de_finds_the_planted_genes(de_runs):
@@ -106,7 +127,7 @@ def test_da_direction_calls_keep_the_fdr(da_runs):
             sign = np.where(direction == "up", 1.0, -1.0)
             false = called & (sign != np.sign(run["truth"]))
             fdp.append(false.sum() / max(called.sum(), 1))
-        assert np.mean(fdp) <= q, f"mean FDP {np.mean(fdp):.3f} above nominal {q}"
+        _assert_within_allowance(fdp, q)
 
 
 def test_da_finds_the_planted_regions(da_runs):
