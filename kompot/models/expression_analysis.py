@@ -33,12 +33,12 @@ def run_differential_expression(
     condition1_sample_indices: np.ndarray | None = None,
     condition2_sample_indices: np.ndarray | None = None,
     allow_single_condition_variance: bool = False,
-    landmarks: np.ndarray | None = None,
     n_landmarks: int | None = None,
+    use_empirical_variance: bool = True,
+    sigma: float = 1.0,
     ls: float | None = None,
     ls_factor: float = 10.0,
-    sigma: float = 1.0,
-    use_empirical_variance: bool = True,
+    landmarks: np.ndarray | None = None,
     fdr: bool = True,
     fdr_threshold: float = 0.05,
     n_permutations: int = 5,
@@ -60,11 +60,9 @@ def run_differential_expression(
 
     Parameters
     ----------
-    X
-        Cell states, ``n_cells x n_dims``.
-    mask1, mask2
-        Boolean masks over the rows of ``X``: the cells of condition 1 (the
-        reference) and of condition 2.
+    X, mask1, mask2
+        Cell states and the masks of the two conditions' rows, as for
+        :func:`~kompot.models.run_differential_abundance`.
     Y1, Y2
         Expression (cells x genes, dense or sparse) of the rows ``X[mask1]``
         and ``X[mask2]``, in that order.
@@ -72,7 +70,7 @@ def run_differential_expression(
         Replicate sample of each cell of ``Y1`` and ``Y2``, or ``None``.
     allow_single_condition_variance
         Allow one condition without replicates.
-    landmarks, n_landmarks, ls, ls_factor, sigma, use_empirical_variance
+    n_landmarks, use_empirical_variance, sigma, ls, ls_factor, landmarks
         As for :class:`DifferentialExpression` and its ``fit``.
     fdr
         Compute the permutation null, p-values, FDRs and calls.
@@ -160,14 +158,14 @@ def run_smoothed_expression(
     Y,
     *,
     sample_indices: np.ndarray | None = None,
-    landmarks: np.ndarray | None = None,
     n_landmarks: int | None = None,
-    ls: float | None = None,
-    ls_factor: float = 10.0,
-    sigma: float = 1.0,
     use_empirical_variance: bool = True,
     random_state: int | None = 0,
     batch_size: int = 500,
+    sigma: float = 1.0,
+    ls: float | None = None,
+    ls_factor: float = 10.0,
+    landmarks: np.ndarray | None = None,
     progress: bool = False,
 ) -> AnalysisResult:
     """Expression smoothed over cell states, fitted to the rows ``X[mask]``, at every row of ``X``.
