@@ -60,9 +60,7 @@ class RunKeys:
 
     def names(self, options=None, slot: Slot | None = None) -> list[str]:
         """Names of the fields a run with ``options`` writes (all fields for ``None``)."""
-        fields = type(self).schema.written_with(options, slot) if options is not None else [
-            f for f in type(self).schema if slot is None or f.slot == slot]
-        return [self.name(f.name) for f in fields]
+        return [self.name(f.name) for f in type(self).schema.written_with(options, slot)]
 
 
 @dataclass(frozen=True)

@@ -152,13 +152,17 @@ class Schema:
     def in_slot(self, slot: Slot) -> tuple[Field, ...]:
         return tuple(f for f in self.fields if f.slot == slot)
 
-    def written_with(self, options, slot: Slot | None = None) -> tuple[Field, ...]:
-        """The fields a run with these options writes (to ``slot``), in schema order."""
+    def written_with(self, options=None, slot: Slot | None = None) -> tuple[Field, ...]:
+        """The fields a run with these options writes (to ``slot``), in schema order.
+
+        ``options=None`` stands for every option: all fields (of ``slot``).
+        """
         return tuple(f for f in self.fields
-                     if f.written_with(options) and (slot is None or f.slot == slot))
+                     if (options is None or f.written_with(options))
+                     and (slot is None or f.slot == slot))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AnalysisResult:
     """What one analysis found: arrays keyed by the names of its schema's fields.
 

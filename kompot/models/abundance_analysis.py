@@ -38,7 +38,7 @@ class CallRule:
 
     def __post_init__(self):
         if self.by not in ("fdr", "ptp"):
-            raise ValueError(f"direction_by must be 'ptp' or 'fdr', got {self.by!r}.")
+            raise ValueError(f"CallRule.by (direction_by) must be 'ptp' or 'fdr', got {self.by!r}.")
 
     @classmethod
     def default(cls, by: str = "fdr", lfc: float | None = None, **thresholds) -> CallRule:
@@ -133,8 +133,7 @@ def run_differential_abundance(
     (``"ratio"``) or ``d`` (``"density"``).
     """
     rule = CallRule() if rule is None else rule
-    X = np.asarray(X, np.float64)
-    mask1, mask2 = np.asarray(mask1, bool), np.asarray(mask2, bool)
+    X, mask1, mask2 = checked_masks(X, mask1, mask2)
     samples = (condition1_sample_indices, condition2_sample_indices)
     shared = dict(landmarks=landmarks, n_landmarks=n_landmarks, ls=ls, ls_factor=ls_factor,
                   batch_size=batch_size, random_state=random_state, samples=samples,
@@ -147,6 +146,19 @@ def run_differential_abundance(
                         sync_parameters=sync_parameters, n_permutations=n_permutations,
                         fdr=bool(fdr) or rule.by == "fdr", **shared)
     raise ValueError(f"method must be 'ratio' or 'density', got {method!r}.")
+
+
+def checked_masks(X, mask1, mask2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``X`` as float64 and the two conditions' masks, checked to be disjoint row masks of ``X``."""
+    X = np.asarray(X, np.float64)
+    masks = [np.asarray(m) for m in (mask1, mask2)]
+    for name, mask in zip(("mask1", "mask2"), masks, strict=True):
+        if mask.dtype != bool or mask.shape != (X.shape[0],):
+            raise ValueError(f"{name} must be a boolean mask with one entry per row of X "
+                             f"({X.shape[0]}), got dtype {mask.dtype} and shape {mask.shape}.")
+    if (masks[0] & masks[1]).any():
+        raise ValueError("mask1 and mask2 overlap; each cell belongs to one condition.")
+    return X, masks[0], masks[1]
 
 
 def _ratio(X, mask1, mask2, rule, *, landmarks, n_landmarks, ls, ls_factor, amplitude,

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..core.blocks import block_slices
 from ._schema import DE_SCHEMA, SMOOTH_SCHEMA, AnalysisResult
+from .abundance_analysis import checked_masks
 from .differential_expression import DifferentialExpression
 from .expression_model import ExpressionModel
 from .null import expression_null_distances
@@ -94,7 +95,7 @@ def run_differential_expression(
     and per row of ``X`` (layers, float32); ``fitted`` holds ``landmarks`` and ``ls``.
     """
     samples = (condition1_sample_indices, condition2_sample_indices)
-    mask1, mask2 = np.asarray(mask1, bool), np.asarray(mask2, bool)
+    X, mask1, mask2 = checked_masks(X, mask1, mask2)
     de_kwargs = dict(n_landmarks=n_landmarks, use_empirical_variance=use_empirical_variance,
                      random_state=random_state, batch_size=batch_size)
     fit_kwargs = dict(sigma=sigma, ls=ls, ls_factor=ls_factor, landmarks=landmarks,

@@ -135,3 +135,14 @@ def test_call_rule():
     assert list(CallRule.default("fdr").as_record()) == ["lfc", "ptp", "fdr", "by"]
     with pytest.raises(ValueError, match="direction_by"):
         CallRule("pvalue")
+
+
+def test_masks_are_checked():
+    X = np.zeros((20, 2))
+    mask = np.arange(20) < 10
+    with pytest.raises(ValueError, match="mask2 must be a boolean mask"):
+        run_differential_abundance(X, mask, [1] * 20)
+    with pytest.raises(ValueError, match="one entry per row of X"):
+        run_differential_expression(X, mask, mask[:5], X, X)
+    with pytest.raises(ValueError, match="overlap"):
+        run_differential_abundance(X, mask, mask)
