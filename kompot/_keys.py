@@ -1,169 +1,115 @@
-"""Every name kompot writes into an AnnData, derived in one place.
+"""Every name kompot writes into an AnnData, derived from the analyses' field schemas.
 
-``kompot.tl`` writes through these helpers and ``kompot.pl`` reads through
-them, so a renamed field can never leave the plots behind.
+The names come from :mod:`kompot.models._schema`: each field of a run's
+schema is an attribute here (``DAKeys(...).lfc_fdr``, ``DEKeys(...).is_de``),
+so a field added to a schema has its name at once. ``kompot.tl`` writes
+through these helpers and ``kompot.pl`` reads through them, so a renamed
+field can never leave the plots behind.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from typing import ClassVar
+
+from .models._schema import (
+    DA_SCHEMA,
+    DE_SCHEMA,
+    DIRECTION_CATEGORIES,
+    DIRECTION_COLORS,
+    SMOOTH_SCHEMA,
+    Schema,
+    Slot,
+    sanitize,
+)
 
 DA_KEY_DEFAULT = "kompot_da"
 DE_KEY_DEFAULT = "kompot_de"
 SMOOTH_KEY_DEFAULT = "kompot_smooth"
 
-DIRECTION_CATEGORIES = ("down", "neutral", "up")
-# Blue for less abundant in condition 2, grey for no call, red for more abundant.
-DIRECTION_COLORS = ("#2166ac", "#c8c8c8", "#b2182b")
-
-
-def sanitize(name: object) -> str:
-    """Condition name as it appears inside a column name (no spaces or slashes)."""
-    return re.sub(r"[\s/\\]+", "_", str(name)).strip("_")
-
 
 @dataclass(frozen=True)
-class DAKeys:
-    """Column names of one differential-abundance run."""
+class RunKeys:
+    """Names of one run's fields: one attribute per field of ``schema``."""
 
+    schema: ClassVar[Schema]
     key_added: str
-    condition1: str
-    condition2: str
+    condition1: str = ""
+    condition2: str = ""
+
+    def __getattr__(self, name: str) -> str:
+        schema = type(self).schema
+        if name in schema:
+            return schema[name].column(self.key_added, self.condition1, self.condition2)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}.")
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(type(self).schema.names))
 
     @property
     def prefix(self) -> str:
         return f"{self.key_added}_{sanitize(self.condition1)}_to_{sanitize(self.condition2)}"
 
-    @property
-    def lfc(self) -> str:
-        return f"{self.prefix}_lfc"
+    def name(self, field: str) -> str:
+        """The AnnData name of the field ``field``."""
+        return getattr(self, field)
 
-    @property
-    def zscore(self) -> str:
-        return f"{self.prefix}_lfc_zscore"
+    def for_condition(self, field: str, condition: object) -> str:
+        """The name of a per-condition field (e.g. ``"log_density1"``) for ``condition``."""
+        return f"{self.key_added}_{sanitize(condition)}_{type(self).schema[field].suffix}"
 
-    @property
-    def neg_log10_ptp(self) -> str:
-        return f"{self.prefix}_neg_log10_lfc_ptp"
+    def names(self, options=None, slot: Slot | None = None) -> list[str]:
+        """Names of the fields a run with ``options`` writes (all fields for ``None``)."""
+        return [self.name(f.name) for f in type(self).schema.written_with(options, slot)]
 
-    @property
-    def direction(self) -> str:
-        return f"{self.prefix}_lfc_direction"
+
+@dataclass(frozen=True)
+class DAKeys(RunKeys):
+    """Column names of one differential-abundance run."""
+
+    schema: ClassVar[Schema] = DA_SCHEMA
 
     @property
     def direction_colors(self) -> str:
         return f"{self.direction}_colors"
 
-    @property
-    def lfc_std(self) -> str:
-        return f"{self.prefix}_lfc_std"
-
-    @property
-    def lfc_fdr(self) -> str:
-        return f"{self.prefix}_lfc_fdr"
-
-    @property
-    def lfc_pvalue(self) -> str:
-        return f"{self.prefix}_lfc_pvalue"
-
-    @property
-    def lfc_sample_std(self) -> str:
-        return f"{self.prefix}_lfc_sample_std"
-
     def log_density(self, condition: str) -> str:
-        return f"{self.key_added}_{sanitize(condition)}_log_density"
+        return self.for_condition("log_density1", condition)
 
     def obs_columns(self, method: str = "ratio", *, samples: bool = False,
                     fdr: bool = True) -> list[str]:
         """The ``obs`` columns one run writes, for its method and inputs."""
-        columns = [self.lfc, self.zscore, self.neg_log10_ptp, self.direction, self.lfc_std]
-        if fdr:
-            columns.append(self.lfc_fdr)
-        if method == "ratio":
-            columns.append(self.lfc_pvalue)
-            if samples:
-                columns.append(self.lfc_sample_std)
-        else:
-            columns += [self.log_density(self.condition1), self.log_density(self.condition2)]
-        return columns
+        options = {method} | ({"samples"} if samples else set()) | ({"fdr"} if fdr else set())
+        return self.names(options, "obs")
 
 
 @dataclass(frozen=True)
-class DEKeys:
+class DEKeys(RunKeys):
     """Column and layer names of one differential-expression run."""
 
-    key_added: str
-    condition1: str
-    condition2: str
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.key_added}_{sanitize(self.condition1)}_to_{sanitize(self.condition2)}"
-
-    @property
-    def mean_lfc(self) -> str:
-        return f"{self.prefix}_mean_lfc"
-
-    @property
-    def mahalanobis(self) -> str:
-        return f"{self.prefix}_mahalanobis"
-
-    @property
-    def pvalue(self) -> str:
-        return f"{self.prefix}_pvalue"
-
-    @property
-    def local_fdr(self) -> str:
-        return f"{self.prefix}_local_fdr"
-
-    @property
-    def tail_fdr(self) -> str:
-        return f"{self.prefix}_tail_fdr"
-
-    @property
-    def is_de(self) -> str:
-        return f"{self.prefix}_is_de"
-
-    @property
-    def fold_change(self) -> str:
-        return f"{self.prefix}_fold_change"
+    schema: ClassVar[Schema] = DE_SCHEMA
 
     def smoothed(self, condition: str) -> str:
-        return f"{self.key_added}_{sanitize(condition)}_smoothed"
+        return self.for_condition("condition1_smoothed", condition)
 
     def std(self, condition: str) -> str:
-        return f"{self.key_added}_{sanitize(condition)}_std"
+        return self.for_condition("condition1_std", condition)
 
     def var_columns(self) -> list[str]:
-        return [self.mean_lfc, self.mahalanobis, self.pvalue, self.local_fdr, self.tail_fdr, self.is_de]
+        return self.names(slot="var")
 
     def layer_names(self) -> list[str]:
-        return [
-            self.smoothed(self.condition1),
-            self.smoothed(self.condition2),
-            self.std(self.condition1),
-            self.std(self.condition2),
-            self.fold_change,
-        ]
+        return self.names(slot="layers")
 
 
 @dataclass(frozen=True)
-class SmoothKeys:
+class SmoothKeys(RunKeys):
     """Layer names of one smoothed-expression (imputation) run."""
 
-    key_added: str
-
-    @property
-    def smoothed(self) -> str:
-        return f"{self.key_added}_smoothed"
-
-    @property
-    def std(self) -> str:
-        return f"{self.key_added}_std"
+    schema: ClassVar[Schema] = SMOOTH_SCHEMA
 
     def layer_names(self) -> list[str]:
-        return [self.smoothed, self.std]
+        return self.names(slot="layers")
 
 
 def keys_from_uns(adata, key_added: str, kind: type[DAKeys] | type[DEKeys]):
@@ -182,4 +128,13 @@ def keys_from_uns(adata, key_added: str, kind: type[DAKeys] | type[DEKeys]):
     return kind(key_added, str(record["condition1"]), str(record["condition2"]))
 
 
-__all__ = ["DAKeys", "DEKeys", "SmoothKeys", "keys_from_uns", "sanitize"]
+__all__ = [
+    "DIRECTION_CATEGORIES",
+    "DIRECTION_COLORS",
+    "DAKeys",
+    "DEKeys",
+    "RunKeys",
+    "SmoothKeys",
+    "keys_from_uns",
+    "sanitize",
+]

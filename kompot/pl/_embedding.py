@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._keys import DA_KEY_DEFAULT, DE_KEY_DEFAULT, DAKeys
+from ..models._schema import DA_SCHEMA, DE_SCHEMA, SMOOTH_SCHEMA
 from ._common import (
     DIVERGING_CMAP,
     analysed_gene,
@@ -31,17 +32,10 @@ from ._common import (
     symmetric_limit,
     versus,
 )
-from ._quantities import abundance_lfc, expression_lfc, log_expression, neg_log10, run_log_base
+from ._quantities import log_expression, run_log_base
 
-# Short names of a differential-abundance run's per-cell fields.
-DA_FIELDS = ("lfc", "zscore", "neg_log10_ptp", "direction", "lfc_std")
-_DA_TITLES = {
-    "lfc": abundance_lfc(),
-    "zscore": "log fold change z-score",
-    "neg_log10_ptp": neg_log10("PTP"),
-    "direction": "direction",
-    "lfc_std": abundance_lfc("std of "),
-}
+# Short names of a differential-abundance run's per-cell fields: its schema's obs fields.
+DA_FIELDS = tuple(f.name for f in DA_SCHEMA.in_slot("obs"))
 GENE_VALUES = ("fold_change", "smoothed", "observed")
 # scanpy options that need slots this view does not carry (neighbour graph).
 _UNSUPPORTED = ("edges", "arrows", "neighbors_key", "use_raw", "gene_symbols", "save")
@@ -75,7 +69,7 @@ def _signed_obs_columns(adata) -> set[str]:
     for name, record in adata.uns.items():
         if isinstance(record, Mapping) and {"condition1", "condition2"} <= set(record):
             keys = DAKeys(str(name), str(record["condition1"]), str(record["condition2"]))
-            signed |= {keys.lfc, keys.zscore}
+            signed |= {keys.name(f.name) for f in DA_SCHEMA.in_slot("obs") if f.signed}
     return signed
 
 
@@ -95,8 +89,9 @@ def gene_panels(adata, gene: str, key: str, values: str | None,
     base = run_log_base(adata, key)
     if values == "fold_change":
         fold = layer_column(adata, keys.fold_change, column)
-        title = f"{gene} {expression_lfc(base)}\n{versus(keys)}"
-        return [Panel(pd.Series(fold, index=index), title, True)]
+        field = DE_SCHEMA["fold_change"]
+        title = f"{gene} {field.label_for(base)}\n{versus(keys)}"
+        return [Panel(pd.Series(fold, index=index), title, field.signed)]
     if values == "smoothed":
         smoothed = [layer_column(adata, keys.smoothed(c), column)
                     for c in (keys.condition1, keys.condition2)]
@@ -127,7 +122,7 @@ def _smooth_gene_panels(adata, gene: str, key: str, values: str, layer: str | No
             "kompot.tl.compute_smoothed_expression with genes= including it."
         )
     title = (f"{gene} smoothed, {smooth_fit_cells(adata, key)}\n"
-             f"{log_expression(run_log_base(adata, key))}")
+             f"{SMOOTH_SCHEMA['smoothed'].label_for(run_log_base(adata, key))}")
     return [Panel(pd.Series(smoothed, index=adata.obs_names), title)]
 
 
@@ -160,12 +155,7 @@ def _panels(adata, colors: list[str], key: str | None, values: str | None, layer
     panels = []
     for color in colors:
         if color in DA_FIELDS and color not in adata.obs:
-            keys = da_run(adata, key or DA_KEY_DEFAULT)
-            column = getattr(keys, color)
-            if column not in adata.obs:
-                raise KeyError(f"adata.obs has no {column!r}; re-run the DA run {keys.key_added!r}.")
-            title = f"{_DA_TITLES[color]}\n({versus(keys)})"
-            panels.append(_obs_panel(adata, column, title, color in ("lfc", "zscore")))
+            panels.append(_da_field_panel(adata, color, key or DA_KEY_DEFAULT))
         elif color in adata.obs:
             panels.append(_obs_panel(adata, color, color, color in signed_columns))
         elif color in adata.var_names:
@@ -176,6 +166,19 @@ def _panels(adata, colors: list[str], key: str | None, values: str | None, layer
                 "of adata.obs, nor a gene in adata.var_names."
             )
     return panels
+
+
+def _da_field_panel(adata, name: str, key: str) -> Panel:
+    """The panel of one field of the DA run ``key``, titled and signed by its schema."""
+    keys = da_run(adata, key)
+    field = DA_SCHEMA[name]
+    column = keys.name(name)
+    if column not in adata.obs:
+        raise KeyError(f"adata.obs has no {column!r}: the run {keys.key_added!r} did not write "
+                       f"{name!r} (it needs {sorted(field.requires)}); re-run it.")
+    scope = {"condition1": keys.condition1, "condition2": keys.condition2}.get(field.scope)
+    title = f"{field.label}, {scope}" if scope else f"{field.label}\n({versus(keys)})"
+    return _obs_panel(adata, column, title, field.signed)
 
 
 def _per_panel_options(kwargs: dict, n_panels: int) -> list[dict]:
@@ -297,8 +300,11 @@ def embedding(
     color
         What to colour by, one name or a list (one panel each):
 
-        - a field of the differential-abundance run ``key``: ``"lfc"``,
-          ``"zscore"``, ``"neg_log10_ptp"``, ``"direction"``, ``"lfc_std"``;
+        - a field of the differential-abundance run ``key``, by its name in
+          :data:`kompot.models.DA_SCHEMA`: ``"lfc"``, ``"lfc_std"``,
+          ``"zscore"``, ``"neg_log10_ptp"``, ``"lfc_fdr"``, ``"direction"``,
+          and, where the run wrote them, ``"lfc_pvalue"``,
+          ``"lfc_sample_std"``, ``"log_density1"``, ``"log_density2"``;
         - a gene of the differential-expression run ``key``, shown as
           selected by ``values``, or of the smoothed-expression run ``key``
           (:func:`kompot.tl.compute_smoothed_expression`);

@@ -1,8 +1,9 @@
 """Names of the plotted quantities, with the base of every logarithm.
 
-Axis labels, colour-bar labels and panel titles are built here, so that each
-log quantity is named the same way in every plot and always says which
-logarithm it is. Abundance log fold changes are natural logs (ratios of
+Axis labels, colour-bar labels and panel titles are built here from the
+labels of the analyses' field schemas (:mod:`kompot.models._schema`), so
+that each log quantity is named the same way in every plot and always says
+which logarithm it is. Abundance log fold changes are natural logs (ratios of
 densities). Expression log fold changes are differences of the expression
 kompot was fitted on, which is log-normalised; its base is the one scanpy's
 ``sc.pp.log1p`` recorded in ``adata.uns["log1p"]["base"]`` when the run was
@@ -12,19 +13,9 @@ made (``None`` there means the natural log), stored in the run's record as
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
-# scanpy writes a unicode minus in tick labels; the labels match it.
-MINUS = "\u2212"
-
-
-def log_name(base: float | None) -> str:
-    """``"ln"``, ``"log2"``, ``"log10"`` or ``"log{base}"`` for a logarithm's base."""
-    if base is None or math.isclose(float(base), math.e):
-        return "ln"
-    base = float(base)
-    return f"log{base:g}"
+from ..models._schema import DA_SCHEMA, DE_SCHEMA, MINUS, log_name, neg_log10
 
 
 def run_log_base(adata, key: str) -> float | None:
@@ -43,24 +34,19 @@ def run_log_base(adata, key: str) -> float | None:
     return float(value)
 
 
-def neg_log10(what: str) -> str:
-    """``"−log10 FDR"`` and the like."""
-    return f"{MINUS}log10 {what}"
-
-
 def abundance_lfc(prefix: str = "") -> str:
     """``"log fold change of abundance (ln)"``, optionally after ``prefix``."""
-    return f"{prefix}log fold change of abundance (ln)"
+    return f"{prefix}{DA_SCHEMA['lfc'].label}"
 
 
 def expression_lfc(base: float | None, prefix: str = "") -> str:
     """``"log fold change (ln)"`` of expression, in the base of the fitted expression."""
-    return f"{prefix}log fold change ({log_name(base)})"
+    return f"{prefix}{DE_SCHEMA['fold_change'].label_for(base)}"
 
 
 def log_expression(base: float | None, prefix: str = "") -> str:
     """``"log expression (ln)"``: the scale of the fitted and smoothed expression."""
-    return f"{prefix}log expression ({log_name(base)})"
+    return f"{prefix}{DE_SCHEMA['condition1_smoothed'].label_for(base)}"
 
 
 __all__ = [

@@ -8,6 +8,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._keys import DA_KEY_DEFAULT, DE_KEY_DEFAULT, DIRECTION_COLORS
+from ..models._schema import DA_SCHEMA, DE_SCHEMA
 from ._common import (
     DIVERGING_CMAP,
     axes_or_new,
@@ -21,14 +22,13 @@ from ._common import (
     versus,
 )
 from ._labels import place_labels
-from ._quantities import abundance_lfc, expression_lfc, neg_log10, run_log_base
+from ._quantities import neg_log10, run_log_base
 
 _SCORES = ("mahalanobis", "local_fdr", "tail_fdr", "pvalue")
+# Distances as they are, p-values and FDRs as -log10.
 _SCORE_LABELS = {
-    "mahalanobis": "Mahalanobis distance",
-    "local_fdr": neg_log10("local FDR"),
-    "tail_fdr": neg_log10("tail FDR"),
-    "pvalue": neg_log10("p-value"),
+    name: DE_SCHEMA[name].label if name == "mahalanobis" else neg_log10(DE_SCHEMA[name].label)
+    for name in _SCORES
 }
 _THRESHOLD_STYLE = dict(color="0.35", lw=0.8, ls="--", zorder=1)
 
@@ -90,8 +90,7 @@ def volcano_de(
     keys = de_run(adata, key)
     if score not in _SCORES:
         raise ValueError(f"`score` must be one of {_SCORES}, got {score!r}.")
-    columns = {"mahalanobis": keys.mahalanobis, "local_fdr": keys.local_fdr,
-               "tail_fdr": keys.tail_fdr, "pvalue": keys.pvalue}
+    columns = {name: keys.name(name) for name in _SCORES}
     fdr_column = columns[score] if score != "mahalanobis" else keys.tail_fdr
     needed = [columns[score]] + ([fdr_column] if fdr_threshold is not None else [])
     for column in needed:
@@ -134,7 +133,7 @@ def volcano_de(
                    edgecolors="none", **{"zorder": 2, **scatter_kwargs})
     ax.axvline(0.0, color="0.8", lw=0.8, zorder=0)
     _draw_de_threshold(ax, adata, key, score, y, called, fdr_threshold)
-    ax.set_xlabel(f"{expression_lfc(run_log_base(adata, key), 'mean ')}, {versus(keys)}")
+    ax.set_xlabel(f"{DE_SCHEMA['mean_lfc'].label_for(run_log_base(adata, key))}, {versus(keys)}")
     ax.set_ylabel(_SCORE_LABELS[score])
     ax.set_title(f"Differential expression: {versus(keys)}")
     ax.legend(loc="best", fontsize="small", frameon=False, markerscale=1.0)
@@ -255,8 +254,9 @@ def volcano_da(
         ax.legend(title=None if color == keys.direction else color, fontsize="small",
                   frameon=False, loc="best", markerscale=1.5)
     ax.axvline(0.0, color="0.8", lw=0.8, zorder=0)
-    ax.set_xlabel(f"{abundance_lfc()}, {versus(keys)}")
-    ax.set_ylabel(neg_log10("FDR (Benjamini–Hochberg)") if score == "fdr" else neg_log10("PTP"))
+    ax.set_xlabel(f"{DA_SCHEMA['lfc'].label}, {versus(keys)}")
+    ax.set_ylabel(neg_log10(DA_SCHEMA["lfc_fdr"].label) if score == "fdr"
+                  else DA_SCHEMA["neg_log10_ptp"].label)
     ax.set_title(f"Differential abundance: {versus(keys)}")
     return finish(ax, fig, show=show, return_fig=return_fig)
 
@@ -299,9 +299,8 @@ def _draw_da_points(ax, adata, keys, x, y, values, color, scatter_kwargs) -> boo
 
 
 def _obs_label(keys, column: str) -> str:
-    """Colour-bar label of an obs column: kompot's own fields by what they are."""
-    names = {keys.lfc: abundance_lfc(), keys.zscore: "log fold change z-score",
-             keys.neg_log10_ptp: neg_log10("PTP"), keys.lfc_std: abundance_lfc("std of ")}
+    """Colour-bar label of an obs column: kompot's own fields by their schema's label."""
+    names = {keys.name(f.name): f.label for f in DA_SCHEMA.in_slot("obs")}
     return names.get(column, column)
 
 

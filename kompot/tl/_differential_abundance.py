@@ -6,20 +6,14 @@ from typing import Literal
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 
-from .._keys import DIRECTION_CATEGORIES, DIRECTION_COLORS, DAKeys
-from ..core.density import fractal_dimension
-from ..core.fdr import zscore_fdr
-from ..core.landmarks import length_scale, nearest_neighbor_distances
-from ..core.stats import direction as call_direction
-from ..models import DifferentialAbundance, DifferentialAbundanceRatio
+from .._keys import DAKeys
+from ..models import CallRule, run_differential_abundance
 from ..models.abundance_ratio import MIN_CELLS_PER_CONDITION
-from ..models.null import abundance_null_zscores
 from . import _inputs as inp
 from ._defaults import DA_LS_FACTOR, N_LANDMARKS, N_PERMUTATIONS, OBSM_KEY
 from ._input_meaning import informative_columns
-from ._record import make_record, write_run
+from ._record import make_record, write_result
 
 
 def compute_differential_abundance(
@@ -196,17 +190,10 @@ def compute_differential_abundance(
     >>> calls = adata.obs["kompot_da_control_to_treated_lfc_direction"]
     """
     params = dict(locals())
-    # ---- validate everything before any computation or write
     key_added = inp.check_key_added(key_added)
     X, dropped = informative_columns(adata, obsm_key, inp.representation(adata, obsm_key))
     mask1, mask2 = inp.condition_masks(adata, groupby, condition1, condition2)
-    for condition, mask in ((condition1, mask1), (condition2, mask2)):
-        if mask.sum() < MIN_CELLS_PER_CONDITION:
-            raise ValueError(
-                f"Condition {condition!r} has {int(mask.sum())} cells in adata.obs[{groupby!r}]; "
-                f"differential abundance needs at least {MIN_CELLS_PER_CONDITION} cells per "
-                "condition. Merge it with a similar condition or leave it out."
-            )
+    _check_cells_per_condition(mask1, mask2, (condition1, condition2), groupby)
     samples = [None, None]
     if sample_col is not None:
         samples = inp.sample_labels(
@@ -224,60 +211,57 @@ def compute_differential_abundance(
         ls_factor=inp.check_positive(ls_factor, "ls_factor", allow_none=True),
         batch_size=inp.check_positive(batch_size, "batch_size", integer=True, allow_none=True),
         random_state=inp.check_random_state(random_state),
-        allow_single_condition_variance=allow_single_condition_variance,
-        samples=samples, progress=progress,
+        condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
+        allow_single_condition_variance=allow_single_condition_variance, progress=progress,
     )
-    if log_fold_change_threshold is None:
-        log_fold_change_threshold = 0.0 if direction_by == "fdr" else 1.0
-    rule = dict(
-        lfc=inp.check_nonnegative(log_fold_change_threshold, "log_fold_change_threshold"),
+    rule = CallRule.default(
+        direction_by,
+        None if log_fold_change_threshold is None else inp.check_nonnegative(
+            log_fold_change_threshold, "log_fold_change_threshold"),
         ptp=inp.check_probability(ptp_threshold, "ptp_threshold"),
         fdr=inp.check_probability(fdr_threshold, "fdr_threshold"),
-        by=direction_by,
     )
-    if method == "ratio":
-        _check_density_only(dimensionality, sync_parameters)
-        options["amplitude"] = inp.check_positive(amplitude, "amplitude", allow_none=True)
-        result, extra = _run_ratio(X, mask1, mask2, rule, **options)
-    else:
-        if amplitude is not None:
-            raise ValueError("amplitude applies to method='ratio' only; leave it None.")
-        options.update(
-            dimensionality=_check_dimensionality(dimensionality),
-            sync_parameters=sync_parameters,
-            n_permutations=inp.check_positive(n_permutations, "n_permutations", integer=True),
-            fdr=bool(fdr) or direction_by == "fdr",
-        )
-        result, extra = _run_density(X, mask1, mask2, rule, **options)
-
-    # ---- write
+    options.update(_method_options(method, amplitude, dimensionality, sync_parameters, fdr,
+                                   n_permutations))
+    if method == "density" and options["ls_factor"] is None:
+        options["ls_factor"] = DA_LS_FACTOR
+    result = run_differential_abundance(X, mask1, mask2, method=method, rule=rule, **options)
+    record = make_record(params, obsm_key=obsm_key, groupby=groupby, method=method,
+                         rule=rule.as_record(), condition1=str(condition1),
+                         condition2=str(condition2), obsm_columns_dropped=dropped,
+                         **result.fitted)
     keys = DAKeys(key_added, str(condition1), str(condition2))
-    names = {
-        "lfc": keys.lfc, "lfc_std": keys.lfc_std, "zscore": keys.zscore,
-        "neg_log10_ptp": keys.neg_log10_ptp, "direction": keys.direction,
-        "fdr": keys.lfc_fdr, "pvalue": keys.lfc_pvalue, "sample_std": keys.lfc_sample_std,
-        "log_density1": keys.log_density(condition1),
-        "log_density2": keys.log_density(condition2),
-    }
-    result["direction"] = pd.Categorical(result["direction"],
-                                         categories=list(DIRECTION_CATEGORIES))
-    obs = {names[k]: pd.Series(v, index=adata.obs_names) for k, v in result.items()}
-    record = make_record(params, obsm_key=obsm_key, groupby=groupby, method=method, rule=rule,
-                         condition1=str(condition1), condition2=str(condition2),
-                         obsm_columns_dropped=dropped, **extra)
-    if copy:
-        adata = adata.copy()
-    write_run(adata, key_added, record, obs=obs,
-              uns={keys.direction_colors: list(DIRECTION_COLORS)})
-    return adata if copy else None
+    return write_result(adata, keys, result, record, copy=copy)
 
 
-def _check_density_only(dimensionality, sync_parameters) -> None:
-    if dimensionality != "features" or sync_parameters:
-        raise ValueError(
-            "dimensionality and sync_parameters belong to method='density'; the ratio model "
-            "has no density dimension. Pass method='density' or leave them at their defaults."
-        )
+def _check_cells_per_condition(mask1, mask2, conditions, groupby) -> None:
+    for condition, mask in zip(conditions, (mask1, mask2), strict=True):
+        if mask.sum() < MIN_CELLS_PER_CONDITION:
+            raise ValueError(
+                f"Condition {condition!r} has {int(mask.sum())} cells in adata.obs[{groupby!r}]; "
+                f"differential abundance needs at least {MIN_CELLS_PER_CONDITION} cells per "
+                "condition. Merge it with a similar condition or leave it out."
+            )
+
+
+def _method_options(method, amplitude, dimensionality, sync_parameters, fdr,
+                    n_permutations) -> dict:
+    """The checked options that belong to one method only; the other's must stay unset."""
+    if method == "ratio":
+        if dimensionality != "features" or sync_parameters:
+            raise ValueError(
+                "dimensionality and sync_parameters belong to method='density'; the ratio model "
+                "has no density dimension. Pass method='density' or leave them at their defaults."
+            )
+        return {"amplitude": inp.check_positive(amplitude, "amplitude", allow_none=True)}
+    if amplitude is not None:
+        raise ValueError("amplitude applies to method='ratio' only; leave it None.")
+    return dict(
+        dimensionality=_check_dimensionality(dimensionality),
+        sync_parameters=sync_parameters,
+        n_permutations=inp.check_positive(n_permutations, "n_permutations", integer=True),
+        fdr=bool(fdr),
+    )
 
 
 def _check_dimensionality(dimensionality):
@@ -289,110 +273,3 @@ def _check_dimensionality(dimensionality):
             f"got {dimensionality!r}."
         )
     return inp.check_positive(dimensionality, "dimensionality")
-
-
-def _run_ratio(X, mask1, mask2, rule, *, landmarks, n_landmarks, ls, ls_factor, amplitude,
-               batch_size, random_state, allow_single_condition_variance, samples, progress):
-    """Fit the label model on both conditions; FDR over their cells only."""
-    compared = mask1 | mask2
-    if ls is None and ls_factor is not None:
-        ls = length_scale(nearest_neighbor_distances(X[compared]), ls_factor)
-    model = DifferentialAbundanceRatio(
-        n_landmarks=n_landmarks, ls=ls, amplitude=amplitude, fdr_threshold=rule["fdr"],
-        log_fold_change_threshold=rule["lfc"], random_state=random_state,
-        batch_size=batch_size,
-    ).fit(
-        X[mask1], X[mask2], landmarks=landmarks,
-        condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
-        allow_single_condition_variance=allow_single_condition_variance,
-    )
-    n = len(X)
-    result = {k: np.full(n, np.nan) for k in ("lfc", "lfc_std", "zscore", "neg_log10_ptp",
-                                              "pvalue", "fdr")}
-    with_samples = model.jackknife_ is not None
-    if with_samples:
-        result["sample_std"] = np.full(n, np.nan)
-    result["direction"] = np.full(n, "neutral", dtype=object)
-    for rows in (compared, ~compared):
-        if not rows.any():
-            continue
-        out = model.predict(X[rows], progress=progress)
-        result["lfc"][rows] = out["log_fold_change"]
-        result["lfc_std"][rows] = np.sqrt(out["log_fold_change_uncertainty"])
-        result["zscore"][rows] = out["log_fold_change_zscore"]
-        result["neg_log10_ptp"][rows] = out["neg_log10_fold_change_ptp"]
-        result["pvalue"][rows] = out["log_fold_change_pvalue"]
-        if with_samples:
-            result["sample_std"][rows] = np.sqrt(out["log_fold_change_sample_variance"])
-        if rows is compared:  # FDR and calls only among the compared cells
-            result["fdr"][rows] = out["log_fold_change_fdr"]
-            result["direction"][rows] = _calls(out, rule)
-    extra = dict(landmarks=model.landmarks_, ls=model.ls_, amplitude=model.amplitude_)
-    return result, extra
-
-
-def _calls(out, rule):
-    """up/down/neutral by the chosen rule."""
-    lfc = out["log_fold_change"]
-    if rule["by"] == "fdr":
-        evidence, level = -np.log10(np.maximum(out["log_fold_change_fdr"], 1e-300)), rule["fdr"]
-    else:
-        evidence, level = out["neg_log10_fold_change_ptp"], rule["ptp"]
-    return call_direction(lfc, evidence, rule["lfc"], level)
-
-
-def _run_density(X, mask1, mask2, rule, *, landmarks, n_landmarks, ls, ls_factor, batch_size,
-                 random_state, allow_single_condition_variance, samples, progress,
-                 dimensionality, sync_parameters, n_permutations, fdr):
-    """One density per condition, their difference, and the permutation-scaled FDR."""
-    compared = mask1 | mask2
-    model = DifferentialAbundance(
-        log_fold_change_threshold=rule["lfc"], ptp_threshold=rule["ptp"],
-        n_landmarks=n_landmarks, random_state=random_state, batch_size=batch_size,
-    )
-    if dimensionality == "features":
-        d = X.shape[1]
-    elif dimensionality == "fractal":
-        d = fractal_dimension(X[compared])
-    else:
-        d = dimensionality
-    density_kwargs = {"d": d} if ls is None else {"d": d, "ls": ls}
-    model.fit(
-        X[mask1], X[mask2], landmarks=landmarks,
-        ls_factor=DA_LS_FACTOR if ls_factor is None else ls_factor,
-        condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
-        sync_parameters=sync_parameters,
-        allow_single_condition_variance=allow_single_condition_variance, **density_kwargs,
-    )
-    out = model.predict(X, progress=progress)
-    result = {
-        "lfc": out["log_fold_change"],
-        "lfc_std": np.sqrt(out["log_fold_change_uncertainty"]),
-        "zscore": out["log_fold_change_zscore"],
-        "neg_log10_ptp": out["neg_log10_fold_change_ptp"],
-        "log_density1": out["log_density_condition1"],
-        "log_density2": out["log_density_condition2"],
-    }
-    if fdr:
-        null = abundance_null_zscores(
-            X[mask1], X[mask2], X[compared], n_permutations=n_permutations,
-            condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
-            da_kwargs=dict(n_landmarks=n_landmarks, random_state=random_state,
-                           batch_size=batch_size),
-            fit_kwargs=dict(landmarks=model.landmarks, ls=model.ls, d=d,
-                            sync_parameters=sync_parameters,
-                            allow_single_condition_variance=allow_single_condition_variance),
-            random_state=random_state, progress=progress,
-        )
-        result["fdr"] = np.full(len(X), np.nan)
-        result["fdr"][compared] = zscore_fdr(out["log_fold_change_zscore"][compared], null,
-                                             threshold=rule["fdr"])["fdr"]
-        out["log_fold_change_fdr"] = result["fdr"]
-    if rule["by"] == "fdr":
-        calls = np.full(len(X), "neutral", dtype=object)
-        calls[compared] = _calls({k: v[compared] for k, v in out.items()}, rule)
-    else:
-        calls = out["log_fold_change_direction"]
-        calls[~compared] = "neutral"
-    result["direction"] = calls
-    return result, dict(landmarks=model.landmarks, ls=model.ls, d=float(d))

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 
 from .._keys import DEKeys
-from ..core.blocks import block_slices
-from ..models import DifferentialExpression
-from ..models.null import expression_null_distances
+from ..models import run_differential_expression
+from ..models.expression_analysis import PREDICT_CHUNK
 from . import _inputs as inp
 from ._defaults import DE_LS_FACTOR, N_LANDMARKS, N_NULL_GENES, N_PERMUTATIONS, OBSM_KEY
 from ._input_meaning import check_expression_scale, informative_columns, log1p_base
-from ._record import make_record, write_run
+from ._record import make_record, write_result
 
-# Cells predicted at once; bounds the float64 working memory to chunk x genes.
-_PREDICT_CHUNK = 20_000
+# Cells predicted at once (read at call time, so that tests can shrink it).
+_PREDICT_CHUNK = PREDICT_CHUNK
 
 
 def compute_differential_expression(
@@ -173,7 +171,6 @@ def compute_differential_expression(
     >>> hits = adata.var.query("kompot_de_control_to_treated_is_de")
     """
     params = dict(locals())
-    # ---- validate everything before any computation or write
     key_added = inp.check_key_added(key_added)
     X, dropped = informative_columns(adata, obsm_key, inp.representation(adata, obsm_key))
     mask1, mask2 = inp.condition_masks(adata, groupby, condition1, condition2)
@@ -187,135 +184,45 @@ def compute_differential_expression(
     gene_idx = inp.gene_indices(adata, genes)
     if genes is not None:
         params["genes"] = adata.var_names[gene_idx].tolist()
-    landmarks = inp.check_landmarks(landmarks, X.shape[1], obsm_key)
-    n_landmarks = inp.check_positive(n_landmarks, "n_landmarks", integer=True, allow_none=True)
-    ls = inp.check_positive(ls, "ls", allow_none=True)
-    ls_factor = inp.check_positive(ls_factor, "ls_factor")
-    sigma = inp.check_positive(sigma, "sigma")
-    batch_size = inp.check_positive(batch_size, "batch_size", integer=True)
-    random_state = inp.check_random_state(random_state)
-    if fdr:
-        fdr_threshold = inp.check_probability(fdr_threshold, "fdr_threshold")
-        n_permutations = inp.check_positive(n_permutations, "n_permutations", integer=True)
-        n_null_genes = inp.check_positive(n_null_genes, "n_null_genes", integer=True,
-                                          allow_none=True)
+    options = dict(
+        landmarks=inp.check_landmarks(landmarks, X.shape[1], obsm_key),
+        n_landmarks=inp.check_positive(n_landmarks, "n_landmarks", integer=True, allow_none=True),
+        ls=inp.check_positive(ls, "ls", allow_none=True),
+        ls_factor=inp.check_positive(ls_factor, "ls_factor"),
+        sigma=inp.check_positive(sigma, "sigma"),
+        batch_size=inp.check_positive(batch_size, "batch_size", integer=True),
+        random_state=inp.check_random_state(random_state),
+        **_fdr_options(fdr, fdr_threshold, n_permutations, n_null_genes),
+    )
     what = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     scale = check_expression_scale(source, gene_idx, what)
-    Y1 = inp.dense_block(source, mask1, gene_idx, what)
-    Y2 = inp.dense_block(source, mask2, gene_idx, what)
-
-    # ---- compute
-    de_kwargs = dict(
-        n_landmarks=n_landmarks, use_empirical_variance=use_empirical_variance,
-        random_state=random_state, batch_size=batch_size,
-    )
-    fit_kwargs = dict(
-        sigma=sigma, ls=ls, ls_factor=ls_factor, landmarks=landmarks,
+    result = run_differential_expression(
+        X, mask1, mask2, inp.dense_block(source, mask1, gene_idx, what),
+        inp.dense_block(source, mask2, gene_idx, what),
+        condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
         allow_single_condition_variance=allow_single_condition_variance,
+        use_empirical_variance=use_empirical_variance, layers=store_layers,
+        predict_chunk=_PREDICT_CHUNK, progress=progress, **options,
     )
-    model = DifferentialExpression(**de_kwargs)
-    model.fit(X[mask1], Y1, X[mask2], Y2, condition1_sample_indices=samples[0],
-              condition2_sample_indices=samples[1], **fit_kwargs)
-    in_pair = mask1 | mask2
-    mean_lfc, per_cell = _predict_in_chunks(model, X, in_pair, store_layers, progress)
-    mahalanobis = model.compute_mahalanobis_distances(X, progress=progress)
-    fitted_ls = model.model1_.ls_
-    table = None
-    if fdr:
-        # The union of both conditions' cells is the same under any relabelling,
-        # so the null reuses the real run's landmarks and length scale exactly.
-        null_fit = {**fit_kwargs, "landmarks": model.landmarks_, "ls": fitted_ls,
-                    "mean_weights": model.prior_mean_weights_,
-                    "variance_mean_weights": model.prior_variance_weights_}
-        null = expression_null_distances(
-            X[mask1], Y1, X[mask2], Y2, n_permutations=n_permutations,
-            condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
-            de_kwargs=de_kwargs, fit_kwargs=null_fit, n_null_genes=n_null_genes,
-            # Whole-sample splits shift all genes' distances together (few
-            # samples); single-cell permutations do not, and there the
-            # rescaling would only cost power when many genes change.
-            rescale_to=None if sample_col is None else mahalanobis,
-            random_state=random_state, progress=progress,
-        )
-        table = model.compute_fdr(null, threshold=fdr_threshold,
-                                  gene_names=adata.var_names[gene_idx])
-
-    # ---- write
-    keys = DEKeys(key_added, str(condition1), str(condition2))
-    per_gene = {keys.mean_lfc: mean_lfc, keys.mahalanobis: mahalanobis}
-    if table is not None:
-        per_gene.update({
-            keys.pvalue: table["pvalue"].to_numpy(),
-            keys.local_fdr: table["local_fdr"].to_numpy(),
-            keys.tail_fdr: table["tail_fdr"].to_numpy(),
-            keys.is_de: table["is_de"].to_numpy(),
-        })
-    var = {name: _full_column(values, gene_idx, adata.var_names) for name, values in per_gene.items()}
-    layers = {}
-    if store_layers:
-        names = {
-            "condition1_smoothed": keys.smoothed(condition1),
-            "condition2_smoothed": keys.smoothed(condition2),
-            "condition1_std": keys.std(condition1),
-            "condition2_std": keys.std(condition2),
-            "fold_change": keys.fold_change,
-        }
-        layers = {names[k]: full_layer(v, gene_idx, adata.n_vars) for k, v in per_cell.items()}
     record = make_record(
-        params, landmarks=model.landmarks_, ls=fitted_ls, obsm_key=obsm_key, groupby=groupby,
-        condition1=str(condition1), condition2=str(condition2), log_base=log1p_base(adata),
+        params, obsm_key=obsm_key, groupby=groupby, condition1=str(condition1),
+        condition2=str(condition2), log_base=log1p_base(adata),
         expression_scale=scale or "log-normalised", obsm_columns_dropped=dropped,
+        **result.fitted,
     )
-    if copy:
-        adata = adata.copy()
-    write_run(adata, key_added, record, var=var, layers=layers)
-    return adata if copy else None
+    keys = DEKeys(key_added, str(condition1), str(condition2))
+    return write_result(adata, keys, result, record, gene_idx=gene_idx, copy=copy)
 
 
-def _predict_in_chunks(model, X, in_pair, store_layers, progress):
-    """Mean fold change over the two conditions' cells, and float32 per-cell results.
-
-    Predicting in chunks of cells keeps only one chunk in float64 at a time, so
-    that with ``store_layers=False`` memory does not grow with the number of
-    cells times genes.
-    """
-    chunks = list(block_slices(X.shape[0], _PREDICT_CHUNK, progress=progress,
-                               desc="predict expression"))
-    per_cell = {}
-    fc_sum = None
-    for s in chunks:
-        part = model.predict(X[s], progress=False)
-        in_chunk = part["fold_change"][in_pair[s]].sum(axis=0)
-        fc_sum = in_chunk if fc_sum is None else fc_sum + in_chunk
-        if not store_layers:
-            continue
-        for name in ("condition1_smoothed", "condition2_smoothed", "condition1_std",
-                     "condition2_std", "fold_change"):
-            if name not in per_cell:
-                per_cell[name] = np.empty((X.shape[0], part[name].shape[1]), np.float32)
-            per_cell[name][s] = part[name]
-    return fc_sum / in_pair.sum(), per_cell
-
-
-def _full_column(values: np.ndarray, gene_idx: np.ndarray, var_names: pd.Index) -> pd.Series:
-    """A per-gene result over all genes: NaN (False for booleans) where not analysed."""
-    values = np.asarray(values)
-    if values.dtype == bool:
-        full = np.zeros(len(var_names), dtype=bool)
-    else:
-        full = np.full(len(var_names), np.nan, dtype=np.float64)
-    full[gene_idx] = values
-    return pd.Series(full, index=var_names)
-
-
-def full_layer(values: np.ndarray, gene_idx: np.ndarray, n_vars: int) -> np.ndarray:
-    """A cells x analysed-genes result as a float32 cells x all-genes layer, NaN elsewhere.
-
-    float32 halves the memory of these dense layers; the values are smoothed
-    estimates whose uncertainty is far above float32 resolution.
-    """
-    if gene_idx.size == n_vars:
-        return np.asarray(values, dtype=np.float32)  # no copy when already float32
-    full = np.full((values.shape[0], n_vars), np.nan, dtype=np.float32)
-    full[:, gene_idx] = values
-    return full
+def _fdr_options(fdr, fdr_threshold, n_permutations, n_null_genes) -> dict:
+    """The null's options, checked only when the FDR is computed."""
+    if not fdr:
+        return dict(fdr=False, fdr_threshold=fdr_threshold, n_permutations=n_permutations,
+                    n_null_genes=n_null_genes)
+    return dict(
+        fdr=True,
+        fdr_threshold=inp.check_probability(fdr_threshold, "fdr_threshold"),
+        n_permutations=inp.check_positive(n_permutations, "n_permutations", integer=True),
+        n_null_genes=inp.check_positive(n_null_genes, "n_null_genes", integer=True,
+                                        allow_none=True),
+    )

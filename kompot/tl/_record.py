@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 from anndata import ImplicitModificationWarning
 
 from .._settings import report
@@ -145,6 +146,56 @@ def write_run(
         if len(record["fields"][slot])
     ]
     report(logger, "kompot wrote %s; record in uns[%r].", "; ".join(written), key_added)
+
+
+def write_result(adata, keys, result, record: dict, *, gene_idx: np.ndarray | None = None,
+                 copy: bool = False):
+    """Write an analysis result into ``adata`` (or a copy) by its schema; ``None`` or the copy.
+
+    Every computed field goes to its slot under its name in ``keys``, with
+    the schema's dtype: categories (and their colours, in ``uns``) for
+    categorical fields; per-gene and layer fields cover the genes
+    ``gene_idx`` (``None``: all) and are NaN (``False`` for booleans) elsewhere.
+    """
+    slots = {"obs": {}, "var": {}, "layers": {}, "uns": {}}
+    for field in result.fields:
+        name, values = keys.name(field.name), result[field.name]
+        if field.slot == "obs":
+            if field.categories is not None:
+                values = pd.Categorical(values, categories=list(field.categories))
+            slots["obs"][name] = pd.Series(values, index=adata.obs_names)
+            if field.colors is not None:
+                slots["uns"][f"{name}_colors"] = list(field.colors)
+        elif field.slot == "var":
+            slots["var"][name] = _full_column(values, gene_idx, adata.var_names, field.dtype)
+        else:
+            slots["layers"][name] = full_layer(values, gene_idx, adata.n_vars, field.dtype)
+    if copy:
+        adata = adata.copy()
+    write_run(adata, keys.key_added, record, **slots)
+    return adata if copy else None
+
+
+def _full_column(values, gene_idx, var_names: pd.Index, dtype: str) -> pd.Series:
+    """A per-gene result over all genes: NaN (False for booleans) where not analysed."""
+    if gene_idx is None:
+        gene_idx = np.arange(len(var_names))
+    full = np.full(len(var_names), False if dtype == "bool" else np.nan, dtype=dtype)
+    full[gene_idx] = np.asarray(values)
+    return pd.Series(full, index=var_names)
+
+
+def full_layer(values: np.ndarray, gene_idx, n_vars: int, dtype: str = "float32") -> np.ndarray:
+    """A cells x analysed-genes result as a cells x all-genes layer, NaN elsewhere.
+
+    float32 halves the memory of these dense layers; the values are smoothed
+    estimates whose uncertainty is far above float32 resolution.
+    """
+    if gene_idx is None or gene_idx.size == n_vars:
+        return np.asarray(values, dtype=dtype)  # no copy when already of that dtype
+    full = np.full((values.shape[0], n_vars), np.nan, dtype=dtype)
+    full[:, gene_idx] = values
+    return full
 
 
 def _stage(adata, key_added: str, record: dict, *, obs, var, layers, uns) -> dict[str, object]:

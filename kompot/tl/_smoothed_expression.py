@@ -6,12 +6,11 @@ import anndata as ad
 import numpy as np
 
 from .._keys import SmoothKeys
-from ..models import ExpressionModel
+from ..models import run_smoothed_expression
 from . import _inputs as inp
 from ._defaults import DE_LS_FACTOR, N_LANDMARKS, OBSM_KEY
-from ._differential_expression import full_layer
 from ._input_meaning import check_expression_scale, informative_columns, log1p_base
-from ._record import make_record, write_run
+from ._record import make_record, write_result
 
 
 def compute_smoothed_expression(
@@ -106,7 +105,6 @@ def compute_smoothed_expression(
     >>> imputed = adata.layers["kompot_smooth_smoothed"]
     """
     params = dict(locals())
-    # ---- validate everything before any computation or write
     key_added = inp.check_key_added(key_added)
     X, dropped = informative_columns(adata, obsm_key, inp.representation(adata, obsm_key))
     if (groupby is None) != (condition is None):
@@ -134,30 +132,16 @@ def compute_smoothed_expression(
     random_state = inp.check_random_state(random_state)
     what = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     scale = check_expression_scale(source, gene_idx, what)
-    Y = inp.dense_block(source, mask, gene_idx, what)
-
-    # ---- compute
-    model = ExpressionModel(
-        n_landmarks=n_landmarks, use_empirical_variance=use_empirical_variance,
-        random_state=random_state, batch_size=batch_size,
+    result = run_smoothed_expression(
+        X, mask, inp.dense_block(source, mask, gene_idx, what), sample_indices=samples,
+        landmarks=landmarks, n_landmarks=n_landmarks, ls=ls, ls_factor=ls_factor, sigma=sigma,
+        use_empirical_variance=use_empirical_variance, random_state=random_state,
+        batch_size=batch_size, progress=progress,
     )
-    model.fit(X[mask], Y, sigma=sigma, ls=ls, ls_factor=ls_factor, landmarks=landmarks,
-              sample_indices=samples)
-    smoothed = model.predict(X, progress=progress)
-    std = model.std(X, progress=progress)
-
-    # ---- write
-    keys = SmoothKeys(key_added)
-    layers = {
-        keys.smoothed: full_layer(smoothed, gene_idx, adata.n_vars),
-        keys.std: full_layer(std, gene_idx, adata.n_vars),
-    }
     record = make_record(
-        params, landmarks=model.landmarks_, ls=model.ls_, obsm_key=obsm_key, groupby=groupby,
-        condition=condition, log_base=log1p_base(adata),
-        expression_scale=scale or "log-normalised", obsm_columns_dropped=dropped,
+        params, obsm_key=obsm_key, groupby=groupby, condition=condition,
+        log_base=log1p_base(adata), expression_scale=scale or "log-normalised",
+        obsm_columns_dropped=dropped, **result.fitted,
     )
-    if copy:
-        adata = adata.copy()
-    write_run(adata, key_added, record, layers=layers)
-    return adata if copy else None
+    return write_result(adata, SmoothKeys(key_added), result, record, gene_idx=gene_idx,
+                        copy=copy)
