@@ -4,6 +4,13 @@
     python benchmarks/accuracy_de.py                       # 5 seeds, 2,000 cells x 500 genes
     python benchmarks/accuracy_de.py --seeds 0 1 2 --report  # table from cached runs only
     python benchmarks/accuracy_de.py --report --reading bullets.md  # section with its reading
+    python benchmarks/accuracy_de.py --n-samples 2 --da-strength 0 --seeds 0 1 2 3 4 5 6 7 8 9
+                                                           # another design: its own section
+
+A design is the data's size, the replicate samples per condition and the
+abundance change (``toy``'s ``n_samples`` and ``da_strength``); each design
+has its own cache names and its own section of RESULTS.md (the default
+design's names are those of earlier runs).
 
 Data: ``kompot.datasets.toy`` (branching trajectory, 3 replicate samples per
 condition, 6 cell types); ``n_de_genes=20`` genes shift their mean by
@@ -48,6 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -85,32 +93,75 @@ ROWS = (
 
 
 # ----------------------------------------------------------------- data
-def data_path(n_cells, n_genes, seed, rep):
-    return RUNS / f"toy_c{n_cells}_g{n_genes}_s{seed}_{'rep' if rep else 'norep'}.h5ad"
+@dataclass(frozen=True)
+class Design:
+    """The simulated study: size, replicate samples per condition, abundance change."""
+
+    n_cells: int = 2000
+    n_genes: int = 500
+    n_samples: int = 3  # per condition (toy's default)
+    da_strength: float = 2.0  # log abundance change of the planted regions (toy's default)
+
+    @property
+    def tag(self) -> str:
+        """Part of every cache name; the defaults keep the names of earlier runs."""
+        tag = f"c{self.n_cells}_g{self.n_genes}"
+        if self.n_samples != 3:
+            tag += f"_n{self.n_samples}"
+        if self.da_strength != 2.0:
+            tag += f"_da{self.da_strength:g}"
+        return tag
+
+    @property
+    def title(self) -> str:
+        """The RESULTS.md section of this design (one section per design)."""
+        extra = []
+        if self.n_samples != 3:
+            extra.append(f"{self.n_samples} vs {self.n_samples} samples")
+        if self.da_strength != 2.0:
+            extra.append(f"da_strength {self.da_strength:g}")
+        return SECTION + (f" ({', '.join(extra)})" if extra else "")
+
+    def options(self) -> str:
+        """The command-line options that select this design."""
+        out = ""
+        if (self.n_cells, self.n_genes) != (2000, 500):
+            out += f" --n-cells {self.n_cells} --n-genes {self.n_genes}"
+        if self.n_samples != 3:
+            out += f" --n-samples {self.n_samples}"
+        if self.da_strength != 2.0:
+            out += f" --da-strength {self.da_strength:g}"
+        return out
 
 
-def make_data(n_cells, n_genes, seed, rep):
-    path = data_path(n_cells, n_genes, seed, rep)
+def data_path(design, seed, rep):
+    return RUNS / f"toy_{design.tag}_s{seed}_{'rep' if rep else 'norep'}.h5ad"
+
+
+def make_data(design, seed, rep):
+    path = data_path(design, seed, rep)
     if not path.exists():
         import kompot
 
-        a = kompot.datasets.toy(n_cells=n_cells, n_genes=n_genes, seed=seed, replicate_effects=rep)
+        a = kompot.datasets.toy(n_cells=design.n_cells, n_genes=design.n_genes,
+                                n_samples=design.n_samples, da_strength=design.da_strength,
+                                seed=seed, replicate_effects=rep)
         a.write_h5ad(path)
     return path
 
 
-def run_path(key, n_cells, n_genes, seed):
-    return RUNS / f"{key}_c{n_cells}_g{n_genes}_s{seed}"
+def run_path(key, design, seed):
+    return RUNS / f"{key}_{design.tag}_s{seed}"
 
 
 # ----------------------------------------------------------------- running children
-def run_one(key, n_cells, n_genes, seed):
+def run_one(key, design, seed):
     """One (method, seed) in a fresh process; caches ``.npz`` + ``.json`` (or the error)."""
     env_name, method, rep, sample_col = METHODS[key]
-    base = run_path(key, n_cells, n_genes, seed)
+    base = run_path(key, design, seed)
     if base.with_suffix(".json").exists():
         return json.loads(base.with_suffix(".json").read_text())
-    data = make_data(n_cells, n_genes, seed, rep)
+    data = make_data(design, seed, rep)
     try:
         py = Path(sys.executable) if env_name == "ours" else side_envs.python(
             {"peer": "peer", "deseq2": "field"}[env_name])
@@ -175,18 +226,18 @@ def metrics(res, truth, qkey):
     return out
 
 
-def collect(n_cells, n_genes, seeds):
+def collect(design, seeds):
     import anndata as ad
 
     rows, errors = [], {}
     for seed in seeds:
         truths = {}
         for rep in (True, False):
-            p = data_path(n_cells, n_genes, seed, rep)
+            p = data_path(design, seed, rep)
             if p.exists():
                 truths[rep] = ad.read_h5ad(p, backed="r").var["is_de"].to_numpy(bool)
         for label, key, qkey in ROWS:
-            base = run_path(key, n_cells, n_genes, seed)
+            base = run_path(key, design, seed)
             if not base.with_suffix(".json").exists():
                 continue
             meta = json.loads(base.with_suffix(".json").read_text())
@@ -200,16 +251,18 @@ def collect(n_cells, n_genes, seeds):
     return pd.DataFrame(rows), errors
 
 
-def describe_data(n_cells, n_genes, seeds):
+def describe_data(design, seeds):
     """Share of cells in the DE region and how it falls on the cell types (first seed)."""
     import anndata as ad
 
-    a = ad.read_h5ad(data_path(n_cells, n_genes, seeds[0], True))
+    a = ad.read_h5ad(data_path(design, seeds[0], True))
     reg = a.obs["de_region"].to_numpy(bool)
     by_ct = a.obs.groupby("cell_type", observed=True)["de_region"].mean()
     parts = ", ".join(f"{ct} {v:.0%}" for ct, v in by_ct.items() if v > 0.01)
     sizes = a.obs["cell_type"].value_counts(normalize=True)
-    return (f"{int(a.var['is_de'].sum())} of {a.n_vars} genes planted, the change confined to "
+    return (f"{design.n_samples} vs {design.n_samples} samples, abundance change "
+            f"da_strength={design.da_strength:g}; "
+            f"{int(a.var['is_de'].sum())} of {a.n_vars} genes planted, the change confined to "
             f"{reg.mean():.0%} of the cells (seed {seeds[0]}; share of each cell type inside "
             f"the region: {parts}; cell types hold "
             f"{sizes.min():.0%}-{sizes.max():.0%} of the cells)")
@@ -250,22 +303,26 @@ def table(df, errors, n_seeds):
     return "\n".join(lines)
 
 
-def previous_reading():
+def previous_reading(title):
     """The reading of the section already in RESULTS.md, flagged for a re-check."""
     cur = RESULTS.read_text() if RESULTS.exists() else ""
     head = "### Reading (DE accuracy)"
-    if SECTION not in cur or head not in cur:
+    start = next((i for i, ln in enumerate(cur.splitlines()) if ln.strip() == title), None)
+    if start is None:
         return "- (no reading given)"
-    body = cur.split(SECTION, 1)[1].split(head, 1)[1].split("\n## ", 1)[0].strip()
+    own = "\n".join(cur.splitlines()[start + 1:]).split("\n## ", 1)[0]
+    if head not in own:
+        return "- (no reading given)"
+    body = own.split(head, 1)[1].strip()
     note = "- (Reading written for the previous run; check it against the table above.)"
     return body if body.startswith(note) else note + "\n" + body
 
 
-def write_section(text):
+def write_section(title, text):
     """Replace our section of RESULTS.md (heading to the next '## ' heading), or append it."""
     cur = RESULTS.read_text() if RESULTS.exists() else ""  # re-read right before writing
     lines = cur.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION), None)
+    start = next((i for i, ln in enumerate(lines) if ln.strip() == title), None)
     if start is None:
         new = cur.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
     else:
@@ -276,9 +333,9 @@ def write_section(text):
     RESULTS.write_text(new)
 
 
-def section(tab, cmd, desc, total_s, reading):
+def section(title, tab, cmd, desc, total_s, reading):
     return "\n".join([
-        SECTION, "",
+        title, "",
         f"Machine: {machine()}; date: {date.today()}; wall time of all runs {total_s / 60:.1f} min "
         "(one fresh process per method and seed, run one at a time on a shared machine).", "",
         f"Command: `{cmd}`", "",
@@ -301,6 +358,9 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--n-cells", type=int, default=2000)
     p.add_argument("--n-genes", type=int, default=500)
+    p.add_argument("--n-samples", type=int, default=3, help="replicate samples per condition")
+    p.add_argument("--da-strength", type=float, default=2.0,
+                   help="log abundance change of toy's planted regions (0: none)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--report", action="store_true", help="only aggregate cached runs")
     p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
@@ -308,32 +368,33 @@ def main():
     a = p.parse_args()
     if a.smoke:
         a.seeds, a.n_cells, a.n_genes, a.no_write = [0], 1000, 200, True
+    design = Design(a.n_cells, a.n_genes, a.n_samples, a.da_strength)
     RUNS.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     if not a.report:
         for seed in a.seeds:
             for key in a.methods:
-                meta = run_one(key, a.n_cells, a.n_genes, seed)
+                meta = run_one(key, design, seed)
                 msg = meta.get("error") or f"{meta['runtime']:.1f} s (wall {meta['wall_s']:.1f} s)"
                 print(f"{key} seed {seed}: {msg}", flush=True)
     print(f"this invocation: {time.perf_counter() - t_start:.0f} s")
-    df, errors = collect(a.n_cells, a.n_genes, a.seeds)
+    df, errors = collect(design, a.seeds)
     total = sum(  # every cached run of these seeds, however many invocations it took
-        json.loads(run_path(k, a.n_cells, a.n_genes, s).with_suffix(".json").read_text())
+        json.loads(run_path(k, design, s).with_suffix(".json").read_text())
         .get("wall_s", 0.0)
         for k in METHODS for s in a.seeds
-        if run_path(k, a.n_cells, a.n_genes, s).with_suffix(".json").exists())
+        if run_path(k, design, s).with_suffix(".json").exists())
     if df.empty and not errors:
         print("no cached runs")
         return
-    df.to_csv(RUNS / f"rows_c{a.n_cells}_g{a.n_genes}.csv", index=False)
+    df.to_csv(RUNS / f"rows_{design.tag}.csv", index=False)
     n_seeds = len(a.seeds)
     tab = table(df, errors, n_seeds)
     print(tab)
     for (label, key), errs in errors.items():
         print(label, key, *errs, sep="\n  ")
     for key in a.methods:
-        f = run_path(key, a.n_cells, a.n_genes, a.seeds[0]).with_suffix(".json")
+        f = run_path(key, design, a.seeds[0]).with_suffix(".json")
         if f.exists():
             meta = json.loads(f.read_text())
             extra = {k: v for k, v in meta.items() if k not in ("var_columns",)}
@@ -344,11 +405,11 @@ def main():
     cmd = "python benchmarks/accuracy_de.py"
     if a.seeds != [0, 1, 2, 3, 4]:
         cmd += " --seeds " + " ".join(map(str, a.seeds))
-    if (a.n_cells, a.n_genes) != (2000, 500):
-        cmd += f" --n-cells {a.n_cells} --n-genes {a.n_genes}"
-    reading = Path(a.reading).read_text() if a.reading else previous_reading()
-    write_section(section(tab, cmd, describe_data(a.n_cells, a.n_genes, a.seeds), total, reading))
-    print(f"wrote {SECTION!r} to {RESULTS}")
+    cmd += design.options()
+    reading = Path(a.reading).read_text() if a.reading else previous_reading(design.title)
+    write_section(design.title, section(design.title, tab, cmd, describe_data(design, a.seeds),
+                                        total, reading))
+    print(f"wrote {design.title!r} to {RESULTS}")
 
 
 if __name__ == "__main__":
