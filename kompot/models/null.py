@@ -320,20 +320,25 @@ def canonical_rows(X: np.ndarray, Y=None) -> np.ndarray:
     projection of ``Y``), so that permutations drawn on this order, and the
     fits that follow, are the same however the caller ordered the cells.
     """
-    X = np.asarray(X, np.float64)
     if Y is None:
-        return canonical_order(X)
+        return _states_then(X, None)
     projection = np.random.default_rng(0).standard_normal(Y.shape[1])
-    tie_break = np.asarray(Y @ projection, np.float64).reshape(-1)
-    return np.lexsort(np.vstack([tie_break[None, :], X.T[::-1]]))
+    return _states_then(X, np.asarray(Y @ projection, np.float64).reshape(-1))
 
 
 def _canonical_cells(X: np.ndarray, samples: np.ndarray | None) -> np.ndarray:
     """:func:`canonical_order` of the cell states; identical states ordered by sample."""
-    if samples is None:
-        return canonical_order(np.asarray(X, np.float64))
-    codes = np.unique(np.asarray(samples), return_inverse=True)[1].reshape(-1)
-    return np.lexsort(np.vstack([codes[None, :], np.asarray(X, np.float64).T[::-1]]))
+    codes = None if samples is None else \
+        np.unique(np.asarray(samples), return_inverse=True)[1].reshape(-1)
+    return _states_then(X, codes)
+
+
+def _states_then(X: np.ndarray, tie_break: np.ndarray | None) -> np.ndarray:
+    """Rows sorted by state (lexicographically), ties by ``tie_break`` when given."""
+    X = np.asarray(X, np.float64)
+    if tie_break is None:
+        return canonical_order(X)
+    return np.lexsort(np.vstack([tie_break[None, :], X.T[::-1]]))
 
 
 def abundance_null_zscores(
