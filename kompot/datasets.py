@@ -19,7 +19,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-__all__ = ["toy"]
+__all__ = ["toy", "with_batch_effect"]
 
 CONDITIONS = ("control", "treated")
 
@@ -509,3 +509,58 @@ def _assemble(sim: _Simulation, n_samples: int) -> ad.AnnData:
     adata.obsm["X_umap"] = sim.latent
     adata.uns["cell_type_colors"] = list(CELL_TYPE_COLORS)
     return adata
+
+
+def with_batch_effect(
+    adata: ad.AnnData, *, n_genes: int = 50, strength: float = 0.7, seed: int = 0
+) -> ad.AnnData:
+    """A copy of :func:`toy` data whose samples fall into two batches, with a planted batch effect.
+
+    Within each condition the samples (in order) are split between batch
+    ``"A"`` and ``"B"`` so that the batch is partly confounded with the
+    condition: control has more samples in ``A``, treated more in ``B``
+    (3 vs 3 samples: 2 + 1 and 1 + 2), and control has both batches, so the
+    batch's effect can be told apart from the condition's. In batch ``B``,
+    ``n_genes`` genes without a planted condition change get their counts
+    multiplied by ``exp(+strength)`` or ``exp(-strength)`` (half each, drawn
+    as Poisson additions or binomial thinning); ``X`` is then recomputed
+    from the counts.
+
+    Returns
+    -------
+    A new AnnData with ``obs["batch"]`` and ``var["is_batch_gene"]`` added,
+    ``X`` and ``layers["counts"]`` changed; the input is not modified.
+    """
+    if "toy_params" not in adata.uns or "counts" not in adata.layers:
+        raise ValueError("with_batch_effect expects data made by kompot.datasets.toy().")
+    strength = _check_finite(strength, "strength")
+    rng = np.random.default_rng(_check_int(seed, "seed", 0))
+    out = adata.copy()
+    batch = _batch_of_samples(out.obs)
+    candidates = np.flatnonzero(~out.var["is_de"].to_numpy(bool))
+    n_genes = min(_check_int(n_genes, "n_genes", 0), candidates.size)
+    genes = np.sort(rng.choice(candidates, size=n_genes, replace=False))
+    counts = np.asarray(out.layers["counts"]).astype(np.int64)
+    in_b = np.flatnonzero(batch == "B")
+    for k, g in enumerate(genes):
+        c = counts[in_b, g]
+        if k % 2 == 0:
+            counts[in_b, g] = c + rng.poisson(c * np.expm1(strength))
+        else:
+            counts[in_b, g] = rng.binomial(c, np.exp(-strength))
+    totals = counts.sum(axis=1, keepdims=True)
+    out.layers["counts"] = counts.astype(np.int32)
+    out.X = np.log1p(counts * (_TARGET_SUM / np.maximum(totals, 1))).astype(np.float32)
+    out.obs["batch"] = pd.Categorical(batch, categories=["A", "B"])
+    out.var["is_batch_gene"] = np.isin(np.arange(out.n_vars), genes)
+    return out
+
+
+def _batch_of_samples(obs: pd.DataFrame) -> np.ndarray:
+    """Batch of each cell: per condition, the first samples in ``A``, the rest in ``B``."""
+    n = int(obs["sample"].nunique() // obs["condition"].nunique())
+    # control: all but max(1, n // 3) samples in A; treated: n // 3 samples in A.
+    in_a = {CONDITIONS[0]: n - max(1, n // 3), CONDITIONS[1]: n // 3}
+    rank = obs["sample"].cat.codes.to_numpy() % n  # toy's samples: control_1..n, treated_1..n
+    first = np.array([in_a[c] for c in obs["condition"].astype(str)])
+    return np.where(rank < first, "A", "B")

@@ -14,6 +14,7 @@ import numpy as np
 from ..core.blocks import block_slices
 from ._schema import DE_SCHEMA, SMOOTH_SCHEMA, AnalysisResult
 from .abundance_analysis import checked_masks
+from .covariate_adjustment import adjust_for_covariates
 from .differential_expression import DifferentialExpression
 from .expression_model import ExpressionModel
 from .null import expression_null_distances
@@ -34,6 +35,9 @@ def run_differential_expression(
     condition1_sample_indices: np.ndarray | None = None,
     condition2_sample_indices: np.ndarray | None = None,
     allow_single_condition_variance: bool = False,
+    condition1_covariates: np.ndarray | None = None,
+    condition2_covariates: np.ndarray | None = None,
+    covariate_names=None,
     n_landmarks: int | None = None,
     use_empirical_variance: bool = True,
     sigma: float = 1.0,
@@ -71,6 +75,14 @@ def run_differential_expression(
         Replicate sample of each cell of ``Y1`` and ``Y2``, or ``None``.
     allow_single_condition_variance
         Allow one condition without replicates.
+    condition1_covariates, condition2_covariates
+        Numeric covariate design (cells x covariates) of the rows of ``Y1``
+        and ``Y2``, or ``None``. Their per-gene linear effects, learned within
+        groups of similar states of each condition, are removed from the
+        expression before anything else
+        (:func:`~kompot.models.covariate_adjustment.adjust_for_covariates`).
+    covariate_names
+        Labels of the covariate columns, for error messages.
     n_landmarks, use_empirical_variance, sigma, ls, ls_factor, landmarks
         As for :class:`DifferentialExpression` and its ``fit``.
     fdr
@@ -96,6 +108,11 @@ def run_differential_expression(
     """
     samples = (condition1_sample_indices, condition2_sample_indices)
     X, mask1, mask2 = checked_masks(X, mask1, mask2)
+    if (condition1_covariates is None) != (condition2_covariates is None):
+        raise ValueError("Give covariates for both conditions' cells, or for neither.")
+    if condition1_covariates is not None:
+        Y1, Y2, _ = adjust_for_covariates(X[mask1], Y1, condition1_covariates, X[mask2], Y2,
+                                          condition2_covariates, names=covariate_names)
     de_kwargs = dict(n_landmarks=n_landmarks, use_empirical_variance=use_empirical_variance,
                      random_state=random_state, batch_size=batch_size)
     fit_kwargs = dict(sigma=sigma, ls=ls, ls_factor=ls_factor, landmarks=landmarks,

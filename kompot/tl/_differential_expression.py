@@ -27,6 +27,7 @@ def compute_differential_expression(
     layer: str | None = None,
     genes=None,
     sample_col: str | None = None,
+    covariates=None,
     key_added: str = "kompot_de",
     copy: bool = False,
     n_landmarks: int | None = N_LANDMARKS,
@@ -86,6 +87,14 @@ def compute_differential_expression(
         Column of ``adata.obs`` with replicate samples nested in the
         conditions; adds between-replicate variance and makes the null swap
         whole samples.
+    covariates
+        Column(s) of ``adata.obs`` whose effect on expression is removed
+        before the conditions are compared (e.g. ``["batch"]``, ``"sex"``,
+        ``"age"``). Categorical columns enter as one indicator per level
+        besides the first, numeric ones linearly. Each gene's covariate
+        effect is learned from cells of the same condition and a similar
+        cell state (``docs/significance.md``), so a covariate must vary
+        within a condition: one nested in the conditions raises a ValueError.
     key_added
         Prefix of every output field and key of the record in ``adata.uns``.
         Re-running with the same key replaces that run's fields.
@@ -180,6 +189,10 @@ def compute_differential_expression(
             adata, sample_col, (mask1, mask2), (condition1, condition2),
             allow_single_condition_variance=allow_single_condition_variance,
         )
+    designs, names = (None, None), None
+    if covariates is not None:
+        designs, names = inp.covariate_design(adata, covariates, (mask1, mask2), groupby)
+        params["covariates"] = [covariates] if isinstance(covariates, str) else list(covariates)
     source = inp.expression_source(adata, layer)
     gene_idx = inp.gene_indices(adata, genes)
     if genes is not None:
@@ -201,6 +214,8 @@ def compute_differential_expression(
         inp.dense_block(source, mask2, gene_idx, what),
         condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
         allow_single_condition_variance=allow_single_condition_variance,
+        condition1_covariates=designs[0], condition2_covariates=designs[1],
+        covariate_names=names,
         use_empirical_variance=use_empirical_variance, layers=store_layers,
         predict_chunk=_PREDICT_CHUNK, progress=progress, **options,
     )

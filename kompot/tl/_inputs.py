@@ -293,3 +293,48 @@ def dense_block(matrix, rows: np.ndarray, cols: np.ndarray, what: str) -> np.nda
             "choose another layer or gene subset."
         )
     return out
+
+
+# -------------------------------------------------------------- covariates
+def covariate_design(adata, covariates, masks: Sequence[np.ndarray], groupby: str):
+    """Numeric design of ``adata.obs[covariates]`` for each mask's cells, and its column names.
+
+    A numeric column enters as it is; a categorical, string or boolean column
+    as one indicator per level seen in the masked cells except the first
+    (the reference level).
+    """
+    columns = [covariates] if isinstance(covariates, str) else list(covariates)
+    if not columns:
+        raise ValueError("covariates is empty; pass None or column names of adata.obs.")
+    missing = [c for c in columns if c not in adata.obs.columns]
+    if missing:
+        raise KeyError(
+            f"Covariate column(s) {preview(missing)} not in adata.obs (columns: "
+            f"{preview(list(adata.obs.columns))})."
+        )
+    if groupby in columns:
+        raise ValueError(f"{groupby!r} holds the conditions and cannot also be a covariate.")
+    rows = np.logical_or.reduce([np.asarray(m, bool) for m in masks])
+    blocks, names = [], []
+    for column in columns:
+        values = adata.obs[column][rows]
+        if values.isna().any():
+            raise ValueError(
+                f"adata.obs[{column!r}] is missing for {int(values.isna().sum())} analysed "
+                "cells; fill it or subset adata first."
+            )
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            blocks.append(values.to_numpy(np.float64)[:, None])
+            names.append(column)
+            continue
+        levels = pd.Categorical(values.astype(str)) if not isinstance(
+            values.dtype, pd.CategoricalDtype) else values.cat.remove_unused_categories().array
+        codes = np.asarray(levels.codes)
+        for level in range(1, len(levels.categories)):
+            blocks.append((codes == level).astype(np.float64)[:, None])
+            names.append(f"{column}={levels.categories[level]}")
+    if not blocks:
+        raise ValueError(f"Covariate(s) {preview(columns)} take a single value in the analysed cells.")
+    design = np.full((adata.n_obs, len(names)), np.nan)
+    design[rows] = np.hstack(blocks)
+    return [design[np.asarray(m, bool)] for m in masks], names
