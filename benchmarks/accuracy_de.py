@@ -6,6 +6,9 @@
     python benchmarks/accuracy_de.py --report --reading bullets.md  # section with its reading
     python benchmarks/accuracy_de.py --n-samples 2 --da-strength 0 --seeds 0 1 2 3 4 5 6 7 8 9
                                                            # another design: its own section
+    python benchmarks/accuracy_de.py --batch-strength 0.7 --seeds 0 1 2 3 4 5 6 7 8 9
+                                                           # a planted batch, with and without
+                                                           # covariates=["batch"] (and ~batch in DESeq2)
 
 A design is the data's size, the replicate samples per condition and the
 abundance change (``toy``'s ``n_samples`` and ``da_strength``); each design
@@ -69,6 +72,7 @@ CHILD = HERE / "accuracy_de_child.py"
 RESULTS = HERE / "RESULTS.md"
 SECTION = "## DE accuracy: planted genes against kompot 0.8.0 and pseudobulk DESeq2"
 QS = (0.05, 0.10)
+N_BATCH_GENES = 50  # genes given the planted batch effect in batch designs
 PEER_TIMEOUT = 900  # s; a peer run past this is recorded as a timeout
 
 # key -> (environment, child method, data uses replicate effects, sample_col)
@@ -79,7 +83,13 @@ METHODS = {
     "peer_samples": ("peer", "peer", True, "sample"),
     "deseq2_samples": ("deseq2", "deseq2", True, "sample"),
     "deseq2_nosamples": ("deseq2", "deseq2", False, "sample"),
+    "ours_samples_cov": ("ours", "ours", True, "sample"),
+    "ours_nosamples_cov": ("ours", "ours", False, None),
+    "deseq2_samples_cov": ("deseq2", "deseq2", True, "sample"),
 }
+# Methods that adjust for the planted batch (designs with --batch-strength only).
+COVARIATES = {"ours_samples_cov": "batch", "ours_nosamples_cov": "batch",
+              "deseq2_samples_cov": "batch"}
 # table rows: (label, method key, which q: "q" | "local_fdr" | None)
 ROWS = (
     ("ours, `sample_col='sample'` (tail FDR)", "ours_samples", "q"),
@@ -89,6 +99,9 @@ ROWS = (
     ("kompot 0.8.0, `sample_col='sample'` (no FDR with samples)", "peer_samples", None),
     ("pseudobulk DESeq2 per cell type", "deseq2_samples", "q"),
     ("pseudobulk DESeq2 per cell type", "deseq2_nosamples", "q"),
+    ("ours, `sample_col='sample', covariates=['batch']`", "ours_samples_cov", "q"),
+    ("ours, no samples, `covariates=['batch']`", "ours_nosamples_cov", "q"),
+    ("pseudobulk DESeq2 per cell type, `~batch + condition`", "deseq2_samples_cov", "q"),
 )
 
 
@@ -101,6 +114,7 @@ class Design:
     n_genes: int = 500
     n_samples: int = 3  # per condition (toy's default)
     da_strength: float = 2.0  # log abundance change of the planted regions (toy's default)
+    batch_strength: float = 0.0  # datasets.with_batch_effect's strength (0: no batch)
 
     @property
     def tag(self) -> str:
@@ -110,6 +124,8 @@ class Design:
             tag += f"_n{self.n_samples}"
         if self.da_strength != 2.0:
             tag += f"_da{self.da_strength:g}"
+        if self.batch_strength:
+            tag += f"_batch{self.batch_strength:g}"
         return tag
 
     @property
@@ -120,6 +136,8 @@ class Design:
             extra.append(f"{self.n_samples} vs {self.n_samples} samples")
         if self.da_strength != 2.0:
             extra.append(f"da_strength {self.da_strength:g}")
+        if self.batch_strength:
+            extra.append(f"planted batch effect {self.batch_strength:g}")
         return SECTION + (f" ({', '.join(extra)})" if extra else "")
 
     def options(self) -> str:
@@ -131,7 +149,13 @@ class Design:
             out += f" --n-samples {self.n_samples}"
         if self.da_strength != 2.0:
             out += f" --da-strength {self.da_strength:g}"
+        if self.batch_strength:
+            out += f" --batch-strength {self.batch_strength:g}"
         return out
+
+    def methods(self) -> list[str]:
+        """The method keys run by default: the batch-adjusting ones only with a batch."""
+        return [k for k in METHODS if (k in COVARIATES) <= bool(self.batch_strength)]
 
 
 def data_path(design, seed, rep):
@@ -146,6 +170,9 @@ def make_data(design, seed, rep):
         a = kompot.datasets.toy(n_cells=design.n_cells, n_genes=design.n_genes,
                                 n_samples=design.n_samples, da_strength=design.da_strength,
                                 seed=seed, replicate_effects=rep)
+        if design.batch_strength:
+            a = kompot.datasets.with_batch_effect(a, n_genes=N_BATCH_GENES,
+                                                  strength=design.batch_strength, seed=seed)
         a.write_h5ad(path)
     return path
 
@@ -174,6 +201,8 @@ def run_one(key, design, seed):
     cmd = [str(py), str(CHILD), "--method", method, "--data", str(data), "--out", str(out)]
     if sample_col:
         cmd += ["--sample-col", sample_col]
+    if key in COVARIATES:
+        cmd += ["--covariates", COVARIATES[key]]
     if env_name == "ours":
         cwd, env = HERE.parent, dict(os.environ)
     else:  # outside the source tree, so that `import kompot` is the published package
@@ -260,12 +289,25 @@ def describe_data(design, seeds):
     by_ct = a.obs.groupby("cell_type", observed=True)["de_region"].mean()
     parts = ", ".join(f"{ct} {v:.0%}" for ct, v in by_ct.items() if v > 0.01)
     sizes = a.obs["cell_type"].value_counts(normalize=True)
+    batch = ""
+    if design.batch_strength:
+        batch = (f"; `datasets.with_batch_effect`: batches A/B partly confounded with the "
+                 f"condition (control {_batch_split(a, 'control')}, treated "
+                 f"{_batch_split(a, 'treated')} samples in A/B), {N_BATCH_GENES} null genes' "
+                 f"counts scaled by exp(±{design.batch_strength:g}) in batch B; batch genes "
+                 "count as false calls")
     return (f"{design.n_samples} vs {design.n_samples} samples, abundance change "
-            f"da_strength={design.da_strength:g}; "
+            f"da_strength={design.da_strength:g}{batch}; "
             f"{int(a.var['is_de'].sum())} of {a.n_vars} genes planted, the change confined to "
             f"{reg.mean():.0%} of the cells (seed {seeds[0]}; share of each cell type inside "
             f"the region: {parts}; cell types hold "
             f"{sizes.min():.0%}-{sizes.max():.0%} of the cells)")
+
+
+def _batch_split(a, condition):
+    obs = a.obs[a.obs["condition"] == condition]
+    per = obs.groupby("sample", observed=True)["batch"].first().value_counts()
+    return f"{per.get('A', 0)}+{per.get('B', 0)}"
 
 
 # ----------------------------------------------------------------- report
@@ -361,14 +403,18 @@ def main():
     p.add_argument("--n-samples", type=int, default=3, help="replicate samples per condition")
     p.add_argument("--da-strength", type=float, default=2.0,
                    help="log abundance change of toy's planted regions (0: none)")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--batch-strength", type=float, default=0.0,
+                   help="plant a batch effect of this strength on 50 genes (0: none)")
+    p.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
+                   help="default: all that apply to the design")
     p.add_argument("--report", action="store_true", help="only aggregate cached runs")
     p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     p.add_argument("--reading", default=None, help="file with the reading bullets (markdown)")
     a = p.parse_args()
     if a.smoke:
         a.seeds, a.n_cells, a.n_genes, a.no_write = [0], 1000, 200, True
-    design = Design(a.n_cells, a.n_genes, a.n_samples, a.da_strength)
+    design = Design(a.n_cells, a.n_genes, a.n_samples, a.da_strength, a.batch_strength)
+    a.methods = a.methods or design.methods()
     RUNS.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     if not a.report:

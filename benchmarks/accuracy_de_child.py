@@ -30,13 +30,14 @@ C1, C2 = "control", "treated"
 MIN_CELLS = 10  # pseudobulk: a sample enters a cluster's test with at least this many cells
 
 
-def run_ours(adata, sample_col):
+def run_ours(adata, sample_col, covariates=None):
     import kompot
     from kompot._keys import DEKeys
 
     t0 = time.perf_counter()
     kompot.tl.compute_differential_expression(adata, "condition", C1, C2, sample_col=sample_col,
-                                              progress=False, store_layers=False)
+                                              covariates=covariates, progress=False,
+                                              store_layers=False)
     runtime = time.perf_counter() - t0
     k = DEKeys("kompot_de", C1, C2)
     var = adata.var
@@ -45,7 +46,9 @@ def run_ours(adata, sample_col):
                 runtime=runtime), {"version": kompot.__version__, "var_columns": list(var.columns)}
 
 
-def run_peer(adata, sample_col):
+def run_peer(adata, sample_col, covariates=None):
+    if covariates:
+        raise SystemExit("kompot 0.8.0 takes no covariates")
     import kompot
 
     version = getattr(kompot, "__version__", "?")
@@ -75,7 +78,7 @@ def run_peer(adata, sample_col):
                 runtime=runtime), {"version": version, "var_columns": list(var.columns)}
 
 
-def run_deseq2(adata, sample_col):
+def run_deseq2(adata, sample_col, covariates=None):
     import logging
 
     import pandas as pd
@@ -90,6 +93,7 @@ def run_deseq2(adata, sample_col):
     t0 = time.perf_counter()
     pvals, tested, skipped, n_nan = [], [], [], 0
     cond_of = obs.groupby(sample_col, observed=True)["condition"].first()
+    cov_of = obs.groupby(sample_col, observed=True)[covariates].first() if covariates else None
     for ct in obs["cell_type"].cat.categories:
         in_ct = (obs["cell_type"] == ct).to_numpy()
         n_per_sample = obs.loc[in_ct, sample_col].value_counts()
@@ -105,7 +109,11 @@ def run_deseq2(adata, sample_col):
         meta = pd.DataFrame({"condition": pd.Categorical(cond_of.loc[keep].astype(str).to_numpy(),
                                                          categories=[C1, C2])},
                             index=cdf.index)
-        dds = DeseqDataSet(counts=cdf, metadata=meta, design="~condition", quiet=True)
+        design = "~condition"
+        if covariates and cov_of.loc[keep].astype(str).nunique() > 1:
+            meta[covariates] = cov_of.loc[keep].astype(str).to_numpy()
+            design = f"~{covariates} + condition"
+        dds = DeseqDataSet(counts=cdf, metadata=meta, design=design, quiet=True)
         dds.deseq2()
         st = DeseqStats(dds, contrast=["condition", C2, C1], quiet=True)
         st.summary()
@@ -142,6 +150,7 @@ def main():
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--sample-col", default=None)
+    p.add_argument("--covariates", default=None, help="one obs column to adjust for")
     a = p.parse_args()
 
     import anndata as ad
@@ -151,7 +160,7 @@ def main():
     sample_col = a.sample_col if a.method != "deseq2" else (a.sample_col or "sample")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res, meta = run(adata, sample_col)
+        res, meta = run(adata, sample_col, a.covariates)
     np.savez(a.out, **res)
     meta["warnings"] = sorted({f"{w.category.__name__}: {str(w.message)[:160]}" for w in caught})
     meta["runtime"] = res["runtime"]
