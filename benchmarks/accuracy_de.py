@@ -115,6 +115,7 @@ class Design:
     n_samples: int = 3  # per condition (toy's default)
     da_strength: float = 2.0  # log abundance change of the planted regions (toy's default)
     batch_strength: float = 0.0  # datasets.with_batch_effect's strength (0: no batch)
+    obsm_key: str = "DM_EigenVectors"  # kompot's representation; "X_umap": toy's noise-free plane
 
     @property
     def tag(self) -> str:
@@ -138,6 +139,8 @@ class Design:
             extra.append(f"da_strength {self.da_strength:g}")
         if self.batch_strength:
             extra.append(f"planted batch effect {self.batch_strength:g}")
+        if self.obsm_key != "DM_EigenVectors":
+            extra.append(f"kompot on obsm[{self.obsm_key!r}]")
         return SECTION + (f" ({', '.join(extra)})" if extra else "")
 
     def options(self) -> str:
@@ -151,6 +154,8 @@ class Design:
             out += f" --da-strength {self.da_strength:g}"
         if self.batch_strength:
             out += f" --batch-strength {self.batch_strength:g}"
+        if self.obsm_key != "DM_EigenVectors":
+            out += f" --obsm-key {self.obsm_key}"
         return out
 
     def methods(self) -> list[str]:
@@ -178,7 +183,10 @@ def make_data(design, seed, rep):
 
 
 def run_path(key, design, seed):
-    return RUNS / f"{key}_{design.tag}_s{seed}"
+    # The representation changes only kompot's runs; the data stay those of the design.
+    own = f"_{design.obsm_key}" if design.obsm_key != "DM_EigenVectors" and \
+        METHODS[key][0] != "deseq2" else ""
+    return RUNS / f"{key}_{design.tag}{own}_s{seed}"
 
 
 # ----------------------------------------------------------------- running children
@@ -203,6 +211,8 @@ def run_one(key, design, seed):
         cmd += ["--sample-col", sample_col]
     if key in COVARIATES:
         cmd += ["--covariates", COVARIATES[key]]
+    if design.obsm_key != "DM_EigenVectors":
+        cmd += ["--obsm-key", design.obsm_key]
     if env_name == "ours":
         cwd, env = HERE.parent, dict(os.environ)
     else:  # outside the source tree, so that `import kompot` is the published package
@@ -333,12 +343,14 @@ def table(df, errors, n_seeds):
                              "| | | | | | | |")
             continue
         m = sub.mean(numeric_only=True)
+        se = sub.std(numeric_only=True, ddof=1) / np.sqrt(len(sub))
         cells = [f2(m.auroc)]
         for qt in QS:
             if qkey is None:
                 cells += ["not available with samples", "–", "–"]
             else:
-                cells += [f1(m[f"calls_{qt}"]), f2(m[f"fdp_{qt}"]), f2(m[f"tpr_{qt}"])]
+                fdp = f2(m[f"fdp_{qt}"]) + (f" ± {se[f'fdp_{qt}']:.2f}" if len(sub) > 1 else "")
+                cells += [f1(m[f"calls_{qt}"]), fdp, f2(m[f"tpr_{qt}"])]
         seeds = f"{sub.seed.nunique()}" + (f" ({len(err)} failed)" if err else "")
         lines.append(f"| {label} | {data} | {seeds} | " + " | ".join(cells)
                      + f" | {sub.runtime.median():.1f} |")
@@ -386,7 +398,9 @@ def section(title, tab, cmd, desc, total_s, reading):
         "that ignore them on `toy(replicate_effects=False)` (exchangeable samples; same cells, "
         "genes and planted change). Score: Mahalanobis distance (kompot), -log10 of the "
         "Bonferroni-over-cell-types p-value (pseudobulk). FDP = false calls / max(calls, 1); "
-        "every number except the runtime is a mean over seeds. Every run is a fresh process; "
+        "every number except the runtime is a mean over seeds (FDP ± its standard error over "
+        "seeds; a calibrated method's mean FDP lies within about 2 standard errors of q or "
+        "below). Every run is a fresh process; "
         "the runtime is the method's call alone (data loading excluded).", "",
         tab, "",
         "### Reading (DE accuracy)", "",
@@ -405,6 +419,8 @@ def main():
                    help="log abundance change of toy's planted regions (0: none)")
     p.add_argument("--batch-strength", type=float, default=0.0,
                    help="plant a batch effect of this strength on 50 genes (0: none)")
+    p.add_argument("--obsm-key", default="DM_EigenVectors",
+                   help="kompot's representation (X_umap: toy's noise-free latent plane)")
     p.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
                    help="default: all that apply to the design")
     p.add_argument("--report", action="store_true", help="only aggregate cached runs")
@@ -413,7 +429,8 @@ def main():
     a = p.parse_args()
     if a.smoke:
         a.seeds, a.n_cells, a.n_genes, a.no_write = [0], 1000, 200, True
-    design = Design(a.n_cells, a.n_genes, a.n_samples, a.da_strength, a.batch_strength)
+    design = Design(a.n_cells, a.n_genes, a.n_samples, a.da_strength, a.batch_strength,
+                    a.obsm_key)
     a.methods = a.methods or design.methods()
     RUNS.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()

@@ -30,13 +30,14 @@ C1, C2 = "control", "treated"
 MIN_CELLS = 10  # pseudobulk: a sample enters a cluster's test with at least this many cells
 
 
-def run_ours(adata, sample_col, covariates=None):
+def run_ours(adata, sample_col, covariates=None, obsm_key="DM_EigenVectors"):
     import kompot
     from kompot._keys import DEKeys
 
     t0 = time.perf_counter()
     kompot.tl.compute_differential_expression(adata, "condition", C1, C2, sample_col=sample_col,
-                                              covariates=covariates, progress=False,
+                                              covariates=covariates, obsm_key=obsm_key,
+                                              progress=False,
                                               store_layers=False)
     runtime = time.perf_counter() - t0
     k = DEKeys("kompot_de", C1, C2)
@@ -46,7 +47,7 @@ def run_ours(adata, sample_col, covariates=None):
                 runtime=runtime), {"version": kompot.__version__, "var_columns": list(var.columns)}
 
 
-def run_peer(adata, sample_col, covariates=None):
+def run_peer(adata, sample_col, covariates=None, obsm_key="DM_EigenVectors"):
     if covariates:
         raise SystemExit("kompot 0.8.0 takes no covariates")
     import kompot
@@ -58,7 +59,7 @@ def run_peer(adata, sample_col, covariates=None):
     # The peer's defaults (null_genes="auto", random_state as a user would set it);
     # store_additional_stats only makes it also store the tail FDR it computes anyway.
     kompot.compute_differential_expression(
-        adata, "condition", C1, C2, obsm_key="DM_EigenVectors", sample_col=sample_col,
+        adata, "condition", C1, C2, obsm_key=obsm_key, sample_col=sample_col,
         random_state=0, null_genes="auto", progress=False, compute_mahalanobis=True,
         store_additional_stats=True,
     )
@@ -78,7 +79,7 @@ def run_peer(adata, sample_col, covariates=None):
                 runtime=runtime), {"version": version, "var_columns": list(var.columns)}
 
 
-def run_deseq2(adata, sample_col, covariates=None):
+def run_deseq2(adata, sample_col, covariates=None, obsm_key=None):
     import logging
 
     import pandas as pd
@@ -151,6 +152,7 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--sample-col", default=None)
     p.add_argument("--covariates", default=None, help="one obs column to adjust for")
+    p.add_argument("--obsm-key", default="DM_EigenVectors", help="kompot's representation")
     a = p.parse_args()
 
     import anndata as ad
@@ -160,7 +162,7 @@ def main():
     sample_col = a.sample_col if a.method != "deseq2" else (a.sample_col or "sample")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res, meta = run(adata, sample_col, a.covariates)
+        res, meta = run(adata, sample_col, a.covariates, a.obsm_key)
     np.savez(a.out, **res)
     meta["warnings"] = sorted({f"{w.category.__name__}: {str(w.message)[:160]}" for w in caught})
     meta["runtime"] = res["runtime"]
