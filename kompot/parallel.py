@@ -14,6 +14,8 @@ with ``pip install 'kompot[dask]'``).
 
 from __future__ import annotations
 
+import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -39,7 +41,8 @@ class DaskExecutor:
     """Runs the tasks on the workers of a ``distributed.Client``.
 
     The shared object is scattered to all workers once (``broadcast=True``)
-    rather than shipped with every task.
+    rather than shipped with every task. Warnings the tasks issue on the
+    workers are issued again here, each distinct one once.
     """
 
     def __init__(self, client):
@@ -54,13 +57,31 @@ class DaskExecutor:
         # Wrapped in a list so that a dict-like plan is scattered as one object.
         [shared_future] = client.scatter([shared], broadcast=True, hash=False)
         item_futures = client.scatter(list(items), hash=False)
-        futures = [client.submit(task, shared_future, f, pure=False) for f in item_futures]
+        # Keys named after the task, so that the dashboard shows what runs.
+        run = f"{getattr(task, '__name__', 'task')}-{uuid.uuid4().hex}"
+        futures = [client.submit(_recording_warnings, task, shared_future, f, key=f"{run}-{i}")
+                   for i, f in enumerate(item_futures)]
         if progress and len(futures) > 1:
             for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, leave=False):
                 pass
-        results = client.gather(futures)
+        gathered = client.gather(futures)
         client.cancel([shared_future, *item_futures, *futures])
-        return results
+        # A worker's warnings would stay in its log; repeat each distinct one here.
+        seen = set()
+        for _, caught in gathered:
+            for category, message in caught:
+                if (category, message) not in seen:
+                    seen.add((category, message))
+                    warnings.warn(message, category, stacklevel=3)
+        return [result for result, _ in gathered]
+
+
+def _recording_warnings(task: Callable, shared, item):
+    """``task(shared, item)`` and the warnings it issued, as ``(category, message)`` pairs."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = task(shared, item)
+    return result, [(w.category, str(w.message)) for w in caught]
 
 
 def _connect(address: str):

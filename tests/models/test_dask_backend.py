@@ -1,14 +1,20 @@
-"""Differential expression on a Dask cluster gives what it gives in this process."""
+"""Analyses on a Dask cluster give what they give in this process."""
 
 import sys
+import warnings
 
 import distributed  # in the test extra: these tests run wherever the suite runs
 import numpy as np
 import pytest
 
 import kompot
-from kompot.models import run_differential_expression
+from kompot.models import (
+    abundance_analysis,
+    run_differential_abundance,
+    run_differential_expression,
+)
 from kompot.models.gene_blocks import GENE_BLOCK_BYTES, gene_block_size
+from kompot.parallel import DaskExecutor
 
 C1, C2 = "control", "treated"
 OPTIONS = dict(n_landmarks=30, n_permutations=3, n_null_genes=25, random_state=0)
@@ -90,6 +96,38 @@ def test_tl_follows_the_setting_and_an_address(client, adata):
         np.testing.assert_array_equal(other.layers[f"{key}_fold_change"],
                                       here.layers[f"{key}_fold_change"])
         assert "client" not in other.uns["kompot_de"]["params"]
+
+
+@pytest.mark.parametrize("replicates", [False, True], ids=["cells", "samples"])
+def test_abundance_ratio_on_cell_blocks_of_a_cluster(client, adata, replicates, monkeypatch):
+    X, mask1, mask2, _, samples = _arrays(adata)
+    mask1 = mask1.copy()
+    mask1[:20] = False  # cells of neither condition: predicted, but outside the FDR
+    kwargs = dict(n_landmarks=30, random_state=0)
+    if replicates:
+        kwargs.update(condition1_sample_indices=samples[mask1],
+                      condition2_sample_indices=samples[mask2])
+    here = run_differential_abundance(X, mask1, mask2, client=False, **kwargs)
+    monkeypatch.setattr(abundance_analysis, "CELLS_PER_TASK", 64)
+    with distributed.get_task_stream(client) as stream:
+        there = run_differential_abundance(X, mask1, mask2, client=client, **kwargs)
+    # 280 compared cells in 5 blocks, 20 others in 1
+    assert sum("ratio_moments" in t["key"] for t in stream.data) == 6
+    assert ("lfc_sample_std" in there) == replicates
+    for name in there:
+        if there[name].dtype == object:
+            np.testing.assert_array_equal(there[name], here[name], err_msg=name)
+        else:
+            np.testing.assert_allclose(there[name], here[name], rtol=1e-10, atol=1e-12,
+                                       err_msg=name)
+
+
+def test_warnings_on_workers_are_issued_here_once(client):
+    # warnings.warn(shared, item): each of the three tasks warns the same
+    with pytest.warns(UserWarning, match="from a worker") as caught:
+        out = DaskExecutor(client).map(warnings.warn, "from a worker", [UserWarning] * 3)
+    assert out == [None] * 3
+    assert len([w for w in caught if "from a worker" in str(w.message)]) == 1
 
 
 @pytest.mark.parametrize("value", [42, object(), ["tcp://x:1"]])
