@@ -29,6 +29,8 @@ _INSTALL_HINT = "pip install 'kompot[dask]' (dask and distributed)"
 class SerialExecutor:
     """Runs the tasks in this process, one after another (the default)."""
 
+    slots = 1  # tasks that run at once
+
     def map(self, task: Callable, shared, items: Sequence, *, progress: bool = False,
             desc: str = "blocks") -> list:
         """``[task(shared, item) for item in items]``."""
@@ -47,6 +49,11 @@ class DaskExecutor:
 
     def __init__(self, client):
         self.client = client
+
+    @property
+    def slots(self) -> int:
+        """Tasks that run at once: the worker threads of the cluster."""
+        return max(1, sum(self.client.nthreads().values()))
 
     def map(self, task: Callable, shared, items: Sequence, *, progress: bool = False,
             desc: str = "blocks") -> list:

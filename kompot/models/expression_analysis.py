@@ -96,8 +96,12 @@ def run_differential_expression(
     predict_chunk
         Cells predicted at once.
     gene_block_size
-        Genes per block; ``None`` chooses it from a memory budget
-        (:func:`~kompot.models.gene_blocks.gene_block_size`).
+        Genes per block. ``None``: in this process one block (all genes at
+        once, the fastest); on a cluster blocks within a memory budget per
+        worker, at least one per worker thread
+        (:func:`~kompot.models.gene_blocks.gene_block_size`). Each block
+        repeats the kernel factorisations of all cells, so small blocks
+        bound memory at the cost of time.
     client
         Where the gene blocks run: ``None`` follows
         ``kompot.settings.dask_client`` (by default in this process),
@@ -119,8 +123,6 @@ def run_differential_expression(
     landmarks, ls = shared_hyperparameters(
         [X[mask1], X[mask2]], n_landmarks=n_landmarks, landmarks=landmarks, ls=ls,
         ls_factor=ls_factor, random_state=random_state)
-    size = gene_block_size or gene_blocks.gene_block_size(X.shape[0], Y1.shape[1], layers)
-    blocks = gene_blocks.gene_blocks(Y1, Y2, size)
     null = None
     if fdr:
         null = gene_blocks.plan_null(X[mask1], Y1, X[mask2], Y2, samples, landmarks,
@@ -128,6 +130,9 @@ def run_differential_expression(
                                      random_state=random_state)
     with executor_for(client) as executor:
         in_process = isinstance(executor, SerialExecutor)
+        blocks = gene_blocks.gene_blocks(Y1, Y2, gene_block_size or (
+            Y1.shape[1] if in_process else gene_blocks.gene_block_size(
+                X.shape[0], Y1.shape[1], layers, executor.slots)))
         plan = gene_blocks.GeneBlockPlan(
             X, mask1, mask2, samples,
             de_kwargs=dict(n_landmarks=n_landmarks, use_empirical_variance=use_empirical_variance,

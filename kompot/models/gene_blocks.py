@@ -35,24 +35,27 @@ from .null import (
 
 logger = logging.getLogger("kompot")
 
-# Working memory one gene block may take; the genes per block follow from it
-# (gene_block_size). Larger blocks repeat the genes' shared kernel work less often.
+# Working memory one gene block may take on a cluster's worker; the genes per
+# block follow from it (gene_block_size).
 GENE_BLOCK_BYTES = 2 * 1024**3
 
 LAYERS = ("condition1_smoothed", "condition2_smoothed", "condition1_std", "condition2_std",
           "fold_change")
 
 
-def gene_block_size(n_cells: int, n_genes: int, layers: bool,
+def gene_block_size(n_cells: int, n_genes: int, layers: bool, slots: int = 1,
                     budget: int = GENE_BLOCK_BYTES) -> int:
-    """Genes per block such that one block's per-gene arrays fit in ``budget`` bytes.
+    """Genes per block on a cluster: within the memory ``budget``, and one block per slot at least.
 
     Per gene and cell a block holds the float64 expression, its copy in the
     null's canonical order and one permutation's rows (3 x 8 bytes), plus the
-    float32 layers when they are kept.
+    float32 layers when they are kept. Each block also repeats the kernel
+    factorisations of all cells, whose cost does not shrink with the block,
+    so blocks are no smaller than these two limits need.
     """
+    n_genes = max(n_genes, 1)
     per_gene = max(n_cells, 1) * (3 * 8 + (4 * len(LAYERS) if layers else 0))
-    return int(min(max(n_genes, 1), max(1, budget // per_gene)))
+    return int(max(1, min(n_genes, budget // per_gene, -(-n_genes // max(slots, 1)))))
 
 
 @dataclass(frozen=True)

@@ -149,10 +149,19 @@ def test_a_client_without_distributed_says_what_to_install(monkeypatch, adata):
                                     client="tcp://127.0.0.1:8786", fdr=False, **OPTIONS)
 
 
-def test_gene_block_size_follows_the_memory_budget():
+def test_gene_block_size_follows_the_memory_budget_and_the_slots():
     per_gene = 1_000_000 * (3 * 8 + 5 * 4)
     assert gene_block_size(1_000_000, 5000, layers=True) == GENE_BLOCK_BYTES // per_gene
     assert gene_block_size(1_000_000, 5000, layers=False) > gene_block_size(
         1_000_000, 5000, layers=True)
-    assert gene_block_size(300, 40, layers=True) == 40  # a small run is one block
+    assert gene_block_size(300, 40, layers=True) == 40  # a small run on one slot: one block
+    assert gene_block_size(300, 40, layers=True, slots=3) == 14  # 14 + 14 + 12
     assert gene_block_size(10**9, 40, layers=True) == 1
+
+
+def test_a_cluster_gets_one_block_per_worker_thread_by_default(client, adata):
+    X, mask1, mask2, Y, _ = _arrays(adata)
+    with distributed.get_task_stream(client) as stream:
+        run_differential_expression(X, mask1, mask2, Y[mask1], Y[mask2], client=client,
+                                    fdr=False, layers=False, **OPTIONS)
+    assert sum("fit_gene_block" in t["key"] for t in stream.data) == 2
