@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..core.blocks import block_slices
 from .differential_expression import DifferentialExpression
@@ -179,7 +180,9 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice) -> list[np.nda
     priors = dict(mean_weights=model.prior_mean_weights_,
                   variance_mean_weights=model.prior_variance_weights_)
     out = []
-    for (mask, s1, s2), drawn in zip(null.partitions, null.genes, strict=True):
+    draws = zip(null.partitions, null.genes, strict=True)
+    for (mask, s1, s2), drawn in tqdm(draws, total=len(null.genes), desc="null permutations",
+                                      disable=not plan.progress, leave=False):
         local = drawn[(drawn >= genes.start) & (drawn < genes.stop)] - genes.start
         if local.size == 0:
             out.append(np.empty(0))
