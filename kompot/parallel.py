@@ -73,22 +73,24 @@ class DaskExecutor:
                 pass
         gathered = client.gather(futures)
         client.cancel([shared_future, *item_futures, *futures])
-        # A worker's warnings would stay in its log; repeat each distinct one here.
+        # A worker's warnings would stay in its log: issue each distinct one
+        # here, with its category and where the task issued it, so that the
+        # caller's warning filters apply as they would in process.
         seen = set()
         for _, caught in gathered:
-            for category, message in caught:
+            for category, message, filename, lineno in caught:
                 if (category, message) not in seen:
                     seen.add((category, message))
-                    warnings.warn(message, category, stacklevel=3)
+                    warnings.warn_explicit(message, category, filename, lineno)
         return [result for result, _ in gathered]
 
 
 def _recording_warnings(task: Callable, shared, item):
-    """``task(shared, item)`` and the warnings it issued, as ``(category, message)`` pairs."""
+    """``task(shared, item)`` and the warnings it issued: category, message, file and line."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = task(shared, item)
-    return result, [(w.category, str(w.message)) for w in caught]
+    return result, [(w.category, str(w.message), w.filename, w.lineno) for w in caught]
 
 
 def _connect(address: str):
