@@ -1,10 +1,12 @@
-"""``kompot.settings``: how much kompot reports, on scanpy's verbosity scale.
+"""``kompot.settings``: how much kompot reports, and where it computes.
 
-Levels are scanpy's: 0 ``"error"``, 1 ``"warning"``, 2 ``"info"``, 3
+Verbosity levels are scanpy's: 0 ``"error"``, 1 ``"warning"``, 2 ``"info"``, 3
 ``"hint"``, 4 ``"debug"``. Until a level is set, kompot follows
 ``scanpy.settings.verbosity`` when scanpy has been imported, and uses 1
-(``"warning"``, scanpy's default) otherwise. Importing this module imports
-nothing else and configures no logging.
+(``"warning"``, scanpy's default) otherwise. ``dask_client`` names a Dask
+cluster that differential expression runs its gene blocks on (see
+:mod:`kompot.parallel`). Importing this module imports nothing else and
+configures no logging.
 """
 
 from __future__ import annotations
@@ -28,11 +30,27 @@ def _as_level(value) -> int:
     return min(max(int(value), 0), len(LEVELS) - 1)
 
 
+def checked_client(value, name: str = "dask_client"):
+    """``value`` if it can name a Dask cluster (``None``, an address, a client), else raise.
+
+    Checked by its methods, so that the check needs no import of distributed.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if all(callable(getattr(value, m, None)) for m in ("submit", "scatter", "gather")):
+        return value
+    raise TypeError(
+        f"{name} must be None (compute in this process), a distributed.Client or a "
+        f"scheduler address such as 'tcp://10.0.0.5:8786'; got {type(value).__name__}."
+    )
+
+
 class Settings:
     """kompot's settings; the one instance is ``kompot.settings``."""
 
     def __init__(self) -> None:
         self._verbosity: int | None = None
+        self._dask_client = None
 
     @property
     def verbosity(self) -> int:
@@ -54,8 +72,24 @@ class Settings:
     def verbosity(self, value) -> None:
         self._verbosity = None if value is None else _as_level(value)
 
+    @property
+    def dask_client(self):
+        """Where differential expression computes its gene blocks; ``None``: in this process.
+
+        Set a ``distributed.Client`` or a scheduler address (a client is then
+        connected for each run and closed after it). A ``client=`` argument of
+        the analysis overrides this setting.
+        """
+        return self._dask_client
+
+    @dask_client.setter
+    def dask_client(self, value) -> None:
+        self._dask_client = checked_client(value)
+
     def __repr__(self) -> str:
-        return f"kompot.settings(verbosity={self.verbosity} ({LEVELS[self.verbosity]!r}))"
+        client = "" if self._dask_client is None else f", dask_client={self._dask_client!r}"
+        return (f"kompot.settings(verbosity={self.verbosity} "
+                f"({LEVELS[self.verbosity]!r}){client})")
 
 
 settings = Settings()

@@ -11,14 +11,20 @@ from typing import Literal
 
 import numpy as np
 
+from ..core.blocks import block_slices
 from ..core.density import fractal_dimension
 from ..core.fdr import zscore_fdr
 from ..core.landmarks import length_scale, nearest_neighbor_distances
 from ..core.stats import direction as call_direction
+from ..parallel import SerialExecutor, executor_for
 from ._schema import DA_SCHEMA, AnalysisResult
 from .abundance_ratio import DifferentialAbundanceRatio
 from .differential_abundance import DifferentialAbundance
 from .null import abundance_null_zscores
+
+# Cells per task when the ratio model predicts (a multiple of its default
+# prediction block, so that in process the blocks are the same as without tasks).
+CELLS_PER_TASK = 100_000
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ def run_differential_abundance(
     n_permutations: int = 5,
     random_state: int | None = 0,
     batch_size: int | None = None,
+    client=None,
     progress: bool = False,
 ) -> AnalysisResult:
     """Differential abundance at every row of ``X``, with FDR and calls among the compared cells.
@@ -125,6 +132,12 @@ def run_differential_abundance(
         ``"density"`` only: label permutations of the FDR.
     random_state, batch_size, progress
         Seed, cells per block and progress bars.
+    client
+        ``"ratio"`` only: where the fitted model predicts, in blocks of
+        cells; ``None`` follows ``kompot.settings.dask_client``, ``False``
+        is this process, or a ``distributed.Client`` or scheduler address
+        (see :mod:`kompot.parallel`). The fit, and everything of ``"density"``,
+        runs in this process.
 
     Returns
     -------
@@ -140,7 +153,7 @@ def run_differential_abundance(
                   allow_single_condition_variance=allow_single_condition_variance,
                   progress=progress)
     if method == "ratio":
-        return _ratio(X, mask1, mask2, rule, amplitude=amplitude, **shared)
+        return _ratio(X, mask1, mask2, rule, amplitude=amplitude, client=client, **shared)
     if method == "density":
         return _density(X, mask1, mask2, rule, dimensionality=dimensionality,
                         sync_parameters=sync_parameters, n_permutations=n_permutations,
@@ -162,7 +175,8 @@ def checked_masks(X, mask1, mask2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _ratio(X, mask1, mask2, rule, *, landmarks, n_landmarks, ls, ls_factor, amplitude,
-           batch_size, random_state, allow_single_condition_variance, samples, progress):
+           batch_size, random_state, allow_single_condition_variance, samples, progress,
+           client):
     """Fit the label model on both conditions; FDR over their cells only."""
     compared = mask1 | mask2
     if ls is None and ls_factor is not None:
@@ -182,10 +196,12 @@ def _ratio(X, mask1, mask2, rule, *, landmarks, n_landmarks, ls, ls_factor, ampl
         names.append("lfc_sample_std")
     values = {name: np.full(n, np.nan) for name in names}
     values["direction"] = np.full(n, "neutral", dtype=object)
-    for rows in (compared, ~compared):
-        if not rows.any():
+    with executor_for(client) as executor:
+        predicted = [_predict_in_cell_blocks(model, X[rows], executor, progress)
+                     if rows.any() else None for rows in (compared, ~compared)]
+    for rows, out in zip((compared, ~compared), predicted, strict=True):
+        if out is None:
             continue
-        out = model.predict(X[rows], progress=progress)
         values["lfc"][rows] = out["log_fold_change"]
         values["lfc_std"][rows] = np.sqrt(out["log_fold_change_uncertainty"])
         values["zscore"][rows] = out["log_fold_change_zscore"]
@@ -201,6 +217,28 @@ def _ratio(X, mask1, mask2, rule, *, landmarks, n_landmarks, ls, ls_factor, ampl
     fitted = dict(landmarks=model.landmarks_, ls=model.ls_, amplitude=model.amplitude_)
     options = {"ratio", "fdr"} | ({"samples"} if with_samples else set())
     return AnalysisResult(DA_SCHEMA, values, fitted, options, model)
+
+
+def _predict_in_cell_blocks(model: DifferentialAbundanceRatio, X: np.ndarray, executor,
+                            progress: bool) -> dict[str, np.ndarray]:
+    """``model.predict(X)``, its per-cell moments computed in blocks of cells by ``executor``.
+
+    On a cluster the fitted model is scattered to the workers; the p-values
+    and the Benjamini-Hochberg FDR, which pool the cells, are computed here.
+    """
+    blocks = [X[s] for s in block_slices(len(X), CELLS_PER_TASK)]
+    inner = progress and len(blocks) == 1 and isinstance(executor, SerialExecutor)
+    parts = executor.map(_ratio_moments, model, [(b, inner) for b in blocks],
+                         progress=progress, desc="DA cell blocks")
+    moments = [None if parts[0][i] is None else np.concatenate([p[i] for p in parts])
+               for i in range(4)]
+    return model._results(*moments)
+
+
+def _ratio_moments(model: DifferentialAbundanceRatio, block) -> tuple:
+    """Per-cell log ratio, variance, sample variance and df of one block of cells."""
+    X, progress = block
+    return model._moments(X, progress)
 
 
 def _density(X, mask1, mask2, rule, *, landmarks, n_landmarks, ls, ls_factor, batch_size,

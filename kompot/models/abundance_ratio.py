@@ -274,7 +274,14 @@ class DifferentialAbundanceRatio:
             raise ValueError(
                 f"X_new must have shape (n_cells, {self.landmarks_.shape[1]}), got {X_new.shape}."
             )
-        lfc, var, sample_var, df = self._moments(X_new, progress)
+        return self._results(*self._moments(X_new, progress))
+
+    def _results(self, lfc, var, sample_var, df) -> dict[str, np.ndarray]:
+        """:meth:`predict`'s dict from the per-cell moments (BH over all of them).
+
+        The moments of each cell depend on that cell alone, so they may be
+        computed in blocks of cells, anywhere, and joined before this step.
+        """
         log_p = np.log(2.0) + log_ndtr(-np.abs(lfc) / np.sqrt(var))
         if sample_var is not None:
             from scipy import stats  # at call time: scipy.stats is slow to import

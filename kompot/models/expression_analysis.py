@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.blocks import block_slices
+from ..core.fdr import fdr_dataframe
+from ..core.landmarks import shared_hyperparameters
+from ..parallel import SerialExecutor, executor_for
+from . import gene_blocks
 from ._schema import DE_SCHEMA, SMOOTH_SCHEMA, AnalysisResult
 from .abundance_analysis import checked_masks
 from .covariate_adjustment import adjust_for_covariates
-from .differential_expression import DifferentialExpression
+from .differential_expression import _check_conditions
 from .expression_model import ExpressionModel
-from .null import expression_null_distances
 
 # Cells predicted at once; bounds the float64 working memory to chunk x genes.
 PREDICT_CHUNK = 20_000
-_LAYERS = ("condition1_smoothed", "condition2_smoothed", "condition1_std", "condition2_std",
-           "fold_change")
 
 
 def run_differential_expression(
@@ -52,6 +52,8 @@ def run_differential_expression(
     random_state: int | None = 0,
     batch_size: int = 500,
     predict_chunk: int = PREDICT_CHUNK,
+    gene_block_size: int | None = None,
+    client=None,
     progress: bool = False,
 ) -> AnalysisResult:
     """Which genes change between two conditions: distances, permutation FDR and calls.
@@ -62,6 +64,11 @@ def run_differential_expression(
     against a null from refits with permuted labels: whole samples when
     sample indices are given, otherwise cells within groups of similar
     states. The smoothed expression is evaluated at every row of ``X``.
+
+    Genes are independent given the landmarks, the length scale and the
+    permutations, which are fixed once; the genes are then computed in blocks
+    (:mod:`kompot.models.gene_blocks`), in this process or on a Dask cluster,
+    with the same results either way.
 
     Parameters
     ----------
@@ -100,11 +107,25 @@ def run_differential_expression(
         Seed, cells per block and progress bars.
     predict_chunk
         Cells predicted at once.
+    gene_block_size
+        Genes per block. ``None``: in this process one block (all genes at
+        once, the fastest); on a cluster blocks within a memory budget per
+        worker, at least one per worker thread
+        (:func:`~kompot.models.gene_blocks.gene_block_size`). Each block
+        repeats the kernel factorisations of all cells, so small blocks
+        bound memory at the cost of time.
+    client
+        Where the gene blocks run: ``None`` follows
+        ``kompot.settings.dask_client`` (by default in this process),
+        ``False`` computes in this process, a ``distributed.Client`` or a
+        scheduler address on that Dask cluster.
 
     Returns
     -------
     An :class:`AnalysisResult` over :data:`DE_SCHEMA`: per gene of ``Y1``
-    and per row of ``X`` (layers, float32); ``fitted`` holds ``landmarks`` and ``ls``.
+    and per row of ``X`` (layers, float32); ``fitted`` holds ``landmarks`` and
+    ``ls``; ``model`` is the fitted :class:`DifferentialExpression` when all
+    genes formed one block computed in this process, else ``None``.
     """
     samples = (condition1_sample_indices, condition2_sample_indices)
     X, mask1, mask2 = checked_masks(X, mask1, mask2)
@@ -113,61 +134,54 @@ def run_differential_expression(
     if condition1_covariates is not None:
         Y1, Y2, _ = adjust_for_covariates(X[mask1], Y1, condition1_covariates, X[mask2], Y2,
                                           condition2_covariates, names=covariate_names)
-    de_kwargs = dict(n_landmarks=n_landmarks, use_empirical_variance=use_empirical_variance,
-                     random_state=random_state, batch_size=batch_size)
-    fit_kwargs = dict(sigma=sigma, ls=ls, ls_factor=ls_factor, landmarks=landmarks,
-                      allow_single_condition_variance=allow_single_condition_variance)
-    model = DifferentialExpression(**de_kwargs)
-    model.fit(X[mask1], Y1, X[mask2], Y2, condition1_sample_indices=samples[0],
-              condition2_sample_indices=samples[1], **fit_kwargs)
-    mean_lfc, values = _predict_in_chunks(model, X, mask1 | mask2, layers, progress,
-                                          predict_chunk)
-    values.update(mean_lfc=mean_lfc,
-                  mahalanobis=model.compute_mahalanobis_distances(X, progress=progress))
+    _check_conditions(X[mask1], Y1, X[mask2], Y2)
+    # Fixed once for all gene blocks (DifferentialExpression.fit would choose
+    # the same from the same cells and seed).
+    landmarks, ls = shared_hyperparameters(
+        [X[mask1], X[mask2]], n_landmarks=n_landmarks, landmarks=landmarks, ls=ls,
+        ls_factor=ls_factor, random_state=random_state)
+    null = None
     if fdr:
-        # The union of both conditions' cells is the same under any relabelling,
-        # so the null reuses the real run's landmarks and length scale exactly.
-        null_fit = {**fit_kwargs, "landmarks": model.landmarks_, "ls": model.model1_.ls_,
-                    "mean_weights": model.prior_mean_weights_,
-                    "variance_mean_weights": model.prior_variance_weights_}
-        null = expression_null_distances(
-            X[mask1], Y1, X[mask2], Y2, n_permutations=n_permutations,
-            condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
-            de_kwargs=de_kwargs, fit_kwargs=null_fit, n_null_genes=n_null_genes,
-            # Whole-sample splits shift all genes' distances together (few
-            # samples); single-cell permutations do not, and there the
-            # rescaling would only cost power when many genes change.
-            rescale_to=None if samples[0] is None else values["mahalanobis"],
-            random_state=random_state, progress=progress,
-        )
-        table = model.compute_fdr(null, threshold=fdr_threshold)
+        null = gene_blocks.plan_null(X[mask1], Y1, X[mask2], Y2, samples, landmarks,
+                                     n_permutations=n_permutations, n_null_genes=n_null_genes,
+                                     random_state=random_state)
+    with executor_for(client) as executor:
+        in_process = isinstance(executor, SerialExecutor)
+        blocks = gene_blocks.gene_blocks(Y1, Y2, gene_block_size or (
+            Y1.shape[1] if in_process else gene_blocks.gene_block_size(
+                X.shape[0], Y1.shape[1], layers, executor.slots)))
+        plan = gene_blocks.GeneBlockPlan(
+            X, mask1, mask2, samples,
+            de_kwargs=dict(n_landmarks=n_landmarks, use_empirical_variance=use_empirical_variance,
+                           random_state=random_state, batch_size=batch_size),
+            fit_kwargs=dict(sigma=sigma, ls=ls, ls_factor=ls_factor, landmarks=landmarks,
+                            allow_single_condition_variance=allow_single_condition_variance),
+            layers=layers, predict_chunk=predict_chunk, null=null,
+            keep_model=in_process and len(blocks) == 1,
+            progress=progress and in_process and len(blocks) == 1)
+        parts = executor.map(gene_blocks.fit_gene_block, plan, blocks, progress=progress,
+                             desc="DE gene blocks")
+    values = _joined(parts, X.shape[0], Y1.shape[1])
+    if fdr:
+        # Whole-sample splits shift all genes' distances together (few
+        # samples); single-cell permutations do not, and there the
+        # rescaling would only cost power when many genes change.
+        rescale_to = None if samples[0] is None else values["mahalanobis"]
+        pooled = gene_blocks.pooled_null([p["null"] for p in parts], rescale_to)
+        table = fdr_dataframe(values["mahalanobis"], pooled, fdr_threshold)
         values.update({name: table[name].to_numpy()
                        for name in ("pvalue", "local_fdr", "tail_fdr", "is_de")})
     options = ({"fdr"} if fdr else set()) | ({"layers"} if layers else set())
-    fitted = dict(landmarks=model.landmarks_, ls=model.model1_.ls_)
-    return AnalysisResult(DE_SCHEMA, values, fitted, options, model)
+    return AnalysisResult(DE_SCHEMA, values, dict(landmarks=landmarks, ls=ls), options,
+                          parts[0].get("model"))
 
 
-def _predict_in_chunks(model, X, in_pair, layers, progress, chunk):
-    """Mean fold change over the two conditions' cells, and float32 per-cell results.
-
-    Predicting in chunks of cells keeps only one chunk in float64 at a time, so
-    that without layers memory does not grow with the number of cells times genes.
-    """
-    chunks = list(block_slices(X.shape[0], chunk, progress=progress, desc="predict expression"))
-    per_cell = {}
-    fc_sum = None
-    for s in chunks:
-        part = model.predict(X[s], progress=False)
-        in_chunk = part["fold_change"][in_pair[s]].sum(axis=0)
-        fc_sum = in_chunk if fc_sum is None else fc_sum + in_chunk
-        if not layers:
-            continue
-        for name in _LAYERS:
-            if name not in per_cell:
-                per_cell[name] = np.empty((X.shape[0], part[name].shape[1]), np.float32)
-            per_cell[name][s] = part[name]
-    return fc_sum / in_pair.sum(), per_cell
+def _joined(parts: list[dict], n_cells: int, n_genes: int) -> dict[str, np.ndarray]:
+    """The gene blocks' per-gene results and layers, in gene order."""
+    values = gene_blocks.joined_layers([p["layers"] for p in parts], n_cells, n_genes)
+    for name in ("mean_lfc", "mahalanobis"):
+        values[name] = np.concatenate([p[name] for p in parts])
+    return values
 
 
 def run_smoothed_expression(

@@ -43,6 +43,7 @@ def compute_differential_abundance(
     direction_by: Literal["fdr", "ptp"] = "fdr",
     random_state: int | None = 0,
     batch_size: int | None = None,
+    client=None,
     progress: bool = True,
 ) -> ad.AnnData | None:
     """Where in cell-state space does one condition have more cells than the other?
@@ -146,6 +147,12 @@ def compute_differential_abundance(
         Seed of the landmark selection.
     batch_size
         Cells per block when evaluating; ``None`` picks a memory-safe block.
+    client
+        ``method="ratio"``: where the fitted model predicts, in blocks of
+        cells: ``None`` follows ``kompot.settings.dask_client`` (by default
+        in this process), ``False`` is this process, or a
+        ``distributed.Client`` or scheduler address (``docs/scaling.md``).
+        The fit runs in this process.
     progress
         Show progress bars.
 
@@ -190,6 +197,8 @@ def compute_differential_abundance(
     >>> calls = adata.obs["kompot_da_control_to_treated_lfc_direction"]
     """
     params = dict(locals())
+    # Where it ran does not change the results, and a client cannot be stored.
+    del params["client"]
     key_added = inp.check_key_added(key_added)
     X, dropped = informative_columns(adata, obsm_key, inp.representation(adata, obsm_key))
     mask1, mask2 = inp.condition_masks(adata, groupby, condition1, condition2)
@@ -225,7 +234,8 @@ def compute_differential_abundance(
                                    n_permutations))
     if method == "density" and options["ls_factor"] is None:
         options["ls_factor"] = DA_LS_FACTOR
-    result = run_differential_abundance(X, mask1, mask2, method=method, rule=rule, **options)
+    result = run_differential_abundance(X, mask1, mask2, method=method, rule=rule, client=client,
+                                        **options)
     record = make_record(params, obsm_key=obsm_key, groupby=groupby, method=method,
                          rule=rule.as_record(), condition1=str(condition1),
                          condition2=str(condition2), obsm_columns_dropped=dropped,

@@ -44,6 +44,7 @@ def compute_differential_expression(
     store_layers: bool = True,
     random_state: int | None = 0,
     batch_size: int = 500,
+    client=None,
     progress: bool = True,
 ) -> ad.AnnData | None:
     """Which genes change between two conditions, and in which cell states?
@@ -140,6 +141,13 @@ def compute_differential_expression(
         Seed of the landmark selection and of the permutations.
     batch_size
         Cells per block when evaluating.
+    client
+        Where the genes are computed (in blocks): ``None`` follows
+        ``kompot.settings.dask_client`` (by default in this process),
+        ``False`` computes in this process, a ``distributed.Client`` or a
+        scheduler address on that Dask cluster (``pip install
+        'kompot[dask]'``). The results are the same either way
+        (``docs/scaling.md``).
     progress
         Show progress bars.
 
@@ -180,6 +188,8 @@ def compute_differential_expression(
     >>> hits = adata.var.query("kompot_de_control_to_treated_is_de")
     """
     params = dict(locals())
+    # Where it ran does not change the results, and a client cannot be stored.
+    del params["client"]
     key_added = inp.check_key_added(key_added)
     X, dropped = informative_columns(adata, obsm_key, inp.representation(adata, obsm_key))
     mask1, mask2 = inp.condition_masks(adata, groupby, condition1, condition2)
@@ -217,7 +227,7 @@ def compute_differential_expression(
         condition1_covariates=designs[0], condition2_covariates=designs[1],
         covariate_names=names,
         use_empirical_variance=use_empirical_variance, layers=store_layers,
-        predict_chunk=_PREDICT_CHUNK, progress=progress, **options,
+        predict_chunk=_PREDICT_CHUNK, client=client, progress=progress, **options,
     )
     record = make_record(
         params, obsm_key=obsm_key, groupby=groupby, condition1=str(condition1),

@@ -1,0 +1,229 @@
+"""Differential expression over blocks of genes: the shared plan, one block's task, the null's pooling.
+
+Given the landmarks, the length scale and the permuted condition labels,
+every per-gene quantity of a DE run depends on that gene alone: both
+conditions' fits and their pooled prior (the kernel factorisations depend on
+the cells' states only), the replicate variance, the Mahalanobis distance,
+the per-cell layers and each permutation's null distance. The driver fixes
+what the genes share once (:func:`plan_gene_blocks`, drawing the null's
+permutations and genes from the same random stream as
+:func:`~kompot.models.null.expression_null_distances`), :func:`fit_gene_block`
+computes one block -- in this process or on a Dask worker, see
+:mod:`kompot.parallel` -- and the driver pools what needs every gene: the
+null's median rescaling (:func:`pooled_null`) and the FDR.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..core.blocks import block_slices
+from .differential_expression import DifferentialExpression
+from .null import (
+    MIN_GENES_FOR_RESCALING,
+    _median_ratio,
+    _reorder,
+    _stack_rows,
+    _take_rows,
+    canonical_rows,
+    label_partitions,
+    state_strata,
+)
+
+logger = logging.getLogger("kompot")
+
+# Working memory one gene block may take on a cluster's worker; the genes per
+# block follow from it (gene_block_size).
+GENE_BLOCK_BYTES = 2 * 1024**3
+
+LAYERS = ("condition1_smoothed", "condition2_smoothed", "condition1_std", "condition2_std",
+          "fold_change")
+
+
+def gene_block_size(n_cells: int, n_genes: int, layers: bool, slots: int = 1,
+                    budget: int = GENE_BLOCK_BYTES) -> int:
+    """Genes per block on a cluster: within the memory ``budget``, and one block per slot at least.
+
+    Per gene and cell a block holds the float64 expression, its copy in the
+    null's canonical order and one permutation's rows (3 x 8 bytes), plus the
+    float32 layers when they are kept. Each block also repeats the kernel
+    factorisations of all cells, whose cost does not shrink with the block,
+    so blocks are no smaller than these two limits need.
+    """
+    n_genes = max(n_genes, 1)
+    per_gene = max(n_cells, 1) * (3 * 8 + (4 * len(LAYERS) if layers else 0))
+    return int(max(1, min(n_genes, budget // per_gene, -(-n_genes // max(slots, 1)))))
+
+
+@dataclass(frozen=True)
+class NullPlan:
+    """The permutation null's draws, shared by all gene blocks.
+
+    ``order1``/``order2`` put each condition's cells in canonical order,
+    ``X`` holds the states in that order (condition 1 first), ``partitions``
+    the permuted labels ``(mask, samples1, samples2)`` and ``genes`` the
+    genes (sorted indices) each permutation refits.
+    """
+
+    order1: np.ndarray
+    order2: np.ndarray
+    X: np.ndarray
+    partitions: list
+    genes: list
+
+
+@dataclass(frozen=True)
+class GeneBlockPlan:
+    """Everything a gene block's task shares with the others (scattered once to a cluster)."""
+
+    X: np.ndarray
+    mask1: np.ndarray
+    mask2: np.ndarray
+    samples: tuple
+    de_kwargs: dict
+    fit_kwargs: dict
+    layers: bool
+    predict_chunk: int
+    null: NullPlan | None = None
+    keep_model: bool = False
+    progress: bool = False
+
+
+def plan_null(X1, Y1, X2, Y2, samples, landmarks, *, n_permutations, n_null_genes,
+              random_state) -> NullPlan:
+    """The null's permutations and genes, drawn as :func:`expression_null_distances` draws them.
+
+    The random stream is the same (permutations first, then each
+    permutation's genes in turn), so blocked runs reproduce its null.
+    """
+    rng = np.random.default_rng(random_state)
+    o1, o2 = canonical_rows(X1, Y1), canonical_rows(X2, Y2)
+    X = np.vstack([np.asarray(X1, np.float64)[o1], np.asarray(X2, np.float64)[o2]])
+    partitions = label_partitions(
+        len(X1), len(X), _reorder(samples[0], o1), _reorder(samples[1], o2), n_permutations,
+        rng, strata=state_strata(X, landmarks),
+    )
+    n_genes = Y1.shape[1]
+    genes = []
+    for _ in partitions:
+        drawn = np.arange(n_genes)
+        if n_null_genes is not None and n_null_genes < n_genes:
+            drawn = np.sort(rng.choice(n_genes, size=n_null_genes, replace=False))
+        genes.append(drawn)
+    return NullPlan(o1, o2, X, partitions, genes)
+
+
+def gene_blocks(Y1, Y2, size: int) -> list[tuple[slice, object, object]]:
+    """``(genes, Y1 block, Y2 block)`` per block of at most ``size`` consecutive genes."""
+    return [(s, Y1[:, s], Y2[:, s]) for s in block_slices(Y1.shape[1], size)]
+
+
+def fit_gene_block(plan: GeneBlockPlan, block) -> dict:
+    """Everything per gene for one block: fits, per-gene results, layers, null distances.
+
+    A pure function of the plan and the block (it runs on Dask workers as it
+    does here). Returns ``mean_lfc``, ``mahalanobis``, ``layers`` (a dict,
+    empty without layers), ``null`` (the block's distances per permutation,
+    with a null plan) and ``model`` (the fitted model, when the plan keeps it).
+    """
+    genes, Y1, Y2 = block
+    X, mask1, mask2 = plan.X, plan.mask1, plan.mask2
+    model = DifferentialExpression(**plan.de_kwargs)
+    model.fit(X[mask1], Y1, X[mask2], Y2, condition1_sample_indices=plan.samples[0],
+              condition2_sample_indices=plan.samples[1], **plan.fit_kwargs)
+    mean_lfc, layers = predict_in_chunks(model, X, mask1 | mask2, plan.layers, plan.progress,
+                                         plan.predict_chunk)
+    out = dict(mean_lfc=mean_lfc, layers=layers,
+               mahalanobis=model.compute_mahalanobis_distances(X, progress=plan.progress))
+    if plan.null is not None:
+        out["null"] = _block_null(plan, model, Y1, Y2, genes)
+    if plan.keep_model:
+        out["model"] = model
+    return out
+
+
+def predict_in_chunks(model, X, in_pair, layers, progress, chunk):
+    """Mean fold change over the two conditions' cells, and float32 per-cell results.
+
+    Predicting in chunks of cells keeps only one chunk in float64 at a time, so
+    that without layers memory does not grow with the number of cells times genes.
+    """
+    chunks = list(block_slices(X.shape[0], chunk, progress=progress, desc="predict expression"))
+    per_cell = {}
+    fc_sum = None
+    for s in chunks:
+        part = model.predict(X[s], progress=False)
+        in_chunk = part["fold_change"][in_pair[s]].sum(axis=0)
+        fc_sum = in_chunk if fc_sum is None else fc_sum + in_chunk
+        if not layers:
+            continue
+        for name in LAYERS:
+            if name not in per_cell:
+                per_cell[name] = np.empty((X.shape[0], part[name].shape[1]), np.float32)
+            per_cell[name][s] = part[name]
+    return fc_sum / in_pair.sum(), per_cell
+
+
+def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice) -> list[np.ndarray]:
+    """Each permutation's distances of the genes it drew from this block (in gene order).
+
+    Refits reuse the real fit's landmarks, length scale and pooled prior
+    weights: the union of the cells, and so the pooled fit, is the same under
+    any relabelling.
+    """
+    null = plan.null
+    Y = _stack_rows(_take_rows(Y1, null.order1), _take_rows(Y2, null.order2))
+    priors = dict(mean_weights=model.prior_mean_weights_,
+                  variance_mean_weights=model.prior_variance_weights_)
+    out = []
+    draws = zip(null.partitions, null.genes, strict=True)
+    for (mask, s1, s2), drawn in tqdm(draws, total=len(null.genes), desc="null permutations",
+                                      disable=not plan.progress, leave=False):
+        local = drawn[(drawn >= genes.start) & (drawn < genes.stop)] - genes.start
+        if local.size == 0:
+            out.append(np.empty(0))
+            continue
+        kwargs = {**plan.fit_kwargs,
+                  **{k: None if w is None else np.asarray(w)[:, local] for k, w in priors.items()}}
+        Yg = Y[:, local]
+        de = DifferentialExpression(**plan.de_kwargs)
+        de.fit(null.X[mask], _take_rows(Yg, mask), null.X[~mask], _take_rows(Yg, ~mask),
+               condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
+        out.append(de.compute_mahalanobis_distances(de.landmarks_, progress=False))
+    return out
+
+
+def pooled_null(block_nulls: list[list[np.ndarray]], rescale_to: np.ndarray | None) -> np.ndarray:
+    """The blocks' null distances joined per permutation, rescaled, then pooled.
+
+    With ``rescale_to`` (the observed distances) each permutation's distances
+    are scaled so that their median over its genes equals the observed median,
+    as :func:`~kompot.models.null.expression_null_distances` does.
+    """
+    n_permutations = len(block_nulls[0])
+    null = []
+    for p in range(n_permutations):
+        distances = np.concatenate([block[p] for block in block_nulls])
+        if rescale_to is not None and distances.size >= MIN_GENES_FOR_RESCALING:
+            distances = distances * _median_ratio(rescale_to, distances)
+        null.append(distances)
+    logger.info("DE null distribution from %d permutations.", n_permutations)
+    return np.concatenate(null)
+
+
+def joined_layers(parts: list[dict], n_cells: int, n_genes: int) -> dict[str, np.ndarray]:
+    """The blocks' per-cell layers side by side (no copy for a single block)."""
+    if len(parts) == 1 or not parts[0]:
+        return parts[0]
+    out = {name: np.empty((n_cells, n_genes), np.float32) for name in parts[0]}
+    start = 0
+    for part in parts:
+        width = next(iter(part.values())).shape[1]
+        for name, values in part.items():
+            out[name][:, start:start + width] = values
+        start += width
+    return out

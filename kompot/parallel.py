@@ -1,0 +1,132 @@
+"""Where independent blocks of work run: in this process, or on a Dask cluster.
+
+An analysis hands an executor a task function, one object every task shares
+(the plan: cell states, landmarks, permutations) and one argument per task
+(a block of genes). In this process the tasks run one after another; on a
+``distributed.Client`` the shared plan is scattered to every worker once,
+each task's argument is scattered to one worker, and the task runs there.
+Either way the results come back in task order, so the assembled numbers do
+not depend on where they were computed.
+
+dask and distributed are imported only when a client is used (install them
+with ``pip install 'kompot[dask]'``).
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from tqdm.auto import tqdm
+
+from ._settings import checked_client, settings
+
+_INSTALL_HINT = "pip install 'kompot[dask]' (dask and distributed)"
+
+
+class SerialExecutor:
+    """Runs the tasks in this process, one after another (the default)."""
+
+    slots = 1  # tasks that run at once
+
+    def map(self, task: Callable, shared, items: Sequence, *, progress: bool = False,
+            desc: str = "blocks") -> list:
+        """``[task(shared, item) for item in items]``."""
+        shown = progress and len(items) > 1
+        return [task(shared, item) for item in tqdm(items, desc=desc, disable=not shown,
+                                                      leave=False)]
+
+
+class DaskExecutor:
+    """Runs the tasks on the workers of a ``distributed.Client``.
+
+    The shared object is scattered to all workers once (``broadcast=True``)
+    rather than shipped with every task. Warnings the tasks issue on the
+    workers are issued again here, each distinct one once.
+    """
+
+    def __init__(self, client):
+        self.client = client
+
+    @property
+    def slots(self) -> int:
+        """Tasks that run at once: the worker threads of the cluster."""
+        return max(1, sum(self.client.nthreads().values()))
+
+    def map(self, task: Callable, shared, items: Sequence, *, progress: bool = False,
+            desc: str = "blocks") -> list:
+        """``[task(shared, item) for item in items]``, computed on the cluster."""
+        from distributed import as_completed
+
+        client = self.client
+        # Wrapped in a list so that a dict-like plan is scattered as one object.
+        [shared_future] = client.scatter([shared], broadcast=True, hash=False)
+        item_futures = client.scatter(list(items), hash=False)
+        # Keys named after the task, so that the dashboard shows what runs.
+        run = f"{getattr(task, '__name__', 'task')}-{uuid.uuid4().hex}"
+        futures = [client.submit(_recording_warnings, task, shared_future, f, key=f"{run}-{i}")
+                   for i, f in enumerate(item_futures)]
+        if progress and len(futures) > 1:
+            for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, leave=False):
+                pass
+        gathered = client.gather(futures)
+        client.cancel([shared_future, *item_futures, *futures])
+        # A worker's warnings would stay in its log: issue each distinct one
+        # here, with its category and where the task issued it, so that the
+        # caller's warning filters apply as they would in process.
+        seen = set()
+        for _, caught in gathered:
+            for category, message, filename, lineno in caught:
+                if (category, message) not in seen:
+                    seen.add((category, message))
+                    warnings.warn_explicit(message, category, filename, lineno)
+        return [result for result, _ in gathered]
+
+
+def _recording_warnings(task: Callable, shared, item):
+    """``task(shared, item)`` and the warnings it issued: category, message, file and line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = task(shared, item)
+    return result, [(w.category, str(w.message), w.filename, w.lineno) for w in caught]
+
+
+def _connect(address: str):
+    try:
+        from distributed import Client
+    except ImportError as err:
+        raise ImportError(
+            f"A Dask client was requested ({address!r}) but distributed is not installed; "
+            f"{_INSTALL_HINT}, or set kompot.settings.dask_client = None."
+        ) from err
+    return Client(address, set_as_default=False)
+
+
+@contextmanager
+def executor_for(client=None) -> Iterator[SerialExecutor | DaskExecutor]:
+    """The executor for ``client``, closing any client it connected itself.
+
+    ``client``: ``None`` follows ``kompot.settings.dask_client``; ``False``
+    computes in this process whatever the setting; a ``distributed.Client``
+    is used as it is; a scheduler address is connected to for this run.
+    """
+    if client is None:
+        client = settings.dask_client
+    elif client is not False:
+        client = checked_client(client, "client")
+    if client is None or client is False:
+        yield SerialExecutor()
+        return
+    if not isinstance(client, str):
+        yield DaskExecutor(client)
+        return
+    connected = _connect(client)
+    try:
+        yield DaskExecutor(connected)
+    finally:
+        connected.close()
+
+
+__all__ = ["DaskExecutor", "SerialExecutor", "executor_for"]
