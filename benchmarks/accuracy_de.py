@@ -127,7 +127,7 @@ class Design:
             tag += f"_da{self.da_strength:g}"
         if self.batch_strength:
             tag += f"_batch{self.batch_strength:g}"
-        return tag
+        return tag.replace(".", "p")  # a dot would start the cache files' suffix
 
     @property
     def title(self) -> str:
