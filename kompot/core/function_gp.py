@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .blocks import block_slices
+from .cell_rows import dense_rows
 from .kernel import kernel_diag, kernel_matrix
 from .linalg import lower_solve, safe_cholesky, upper_solve
 
@@ -93,7 +94,8 @@ def fit_function(
     batch_size: int | None = 10_000,
     progress: bool = False,
 ) -> FunctionFit:
-    """Fit the landmark GP to every column of ``Y`` (dense or scipy sparse).
+    """Fit the landmark GP to every column of ``Y`` (dense, scipy sparse or a
+    :class:`~kompot.core.cell_rows.CellRows`, read one block of cells at a time).
 
     The prior mean is ``mu`` plus, with ``mean_weights`` (m, G), the function
     ``K(x, landmarks) @ mean_weights`` on the same landmarks and kernel;
@@ -218,6 +220,5 @@ def _whitened(X: np.ndarray, Lp: np.ndarray, cov_func, landmarks: np.ndarray) ->
 
 
 def _rows(Y, s, mu) -> np.ndarray:
-    block = Y[s]
-    block = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
-    return block.astype(np.float64, copy=False) - mu
+    # One block of cells, densified alone (Y may be sparse or a CellRows view).
+    return dense_rows(Y, s) - mu

@@ -195,10 +195,11 @@ def compute_differential_expression(
         **_fdr_options(fdr, fdr_threshold, n_permutations, n_null_genes),
     )
     what = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-    scale = check_expression_scale(source, gene_idx, what)
+    # Views of the expression, read a block of cells at a time: never copied whole.
+    cells = inp.expression_rows(source, gene_idx)
+    scale = check_expression_scale(cells, gene_idx, what)
     result = run_differential_expression(
-        X, mask1, mask2, inp.dense_block(source, mask1, gene_idx, what),
-        inp.dense_block(source, mask2, gene_idx, what),
+        X, mask1, mask2, inp.finite_rows(cells, mask1, what), inp.finite_rows(cells, mask2, what),
         condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
         allow_single_condition_variance=allow_single_condition_variance,
         use_empirical_variance=use_empirical_variance, layers=store_layers,
