@@ -162,7 +162,8 @@ def _read_stored(matrix, rows: np.ndarray, genes: np.ndarray | None):
 
 
 def _dense64(part) -> np.ndarray:
-    part = part.toarray() if sparse.issparse(part) else part
+    if sparse.issparse(part):  # float64 before densifying: one dense allocation, not two
+        return part.astype(np.float64).toarray()
     return np.asarray(part, dtype=np.float64)
 
 

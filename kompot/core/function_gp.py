@@ -172,8 +172,11 @@ def fit_function_parts(
     for X, Y, s, A in blocks:
         A = _whitened(X[s], Lp, cov_func, landmarks) if A is None else A
         h = np.sum(lower_solve(LB, A) ** 2, axis=0) / sigma**2
-        resid = _rows(Y, s, mu) - A.T @ whitened_weights
-        r2 = resid**2 / np.maximum(1.0 - h, 1e-12)[:, None] ** 2
+        # In place: one block of cells x genes besides the expression block.
+        r2 = A.T @ whitened_weights
+        np.subtract(_rows(Y, s, mu), r2, out=r2)
+        r2 **= 2
+        r2 /= np.maximum(1.0 - h, 1e-12)[:, None] ** 2
         AR2 += A @ r2
     if variance_mean_weights is not None:
         AR2 -= AAt @ (Lp.T @ variance_mean_weights)
@@ -220,5 +223,7 @@ def _whitened(X: np.ndarray, Lp: np.ndarray, cov_func, landmarks: np.ndarray) ->
 
 
 def _rows(Y, s, mu) -> np.ndarray:
-    # One block of cells, densified alone (Y may be sparse or a CellRows view).
-    return dense_rows(Y, s) - mu
+    # One block of cells, densified alone (Y may be sparse or a CellRows view);
+    # without a constant prior mean no second copy is made.
+    block = dense_rows(Y, s)
+    return block if np.ndim(mu) == 0 and mu == 0 else block - mu
