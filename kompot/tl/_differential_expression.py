@@ -63,7 +63,10 @@ def compute_differential_expression(
     ----------
     adata
         Annotated data matrix. Expression is read from ``adata.X`` or
-        ``adata.layers[layer]`` (dense, CSR or CSC; usually log-normalised).
+        ``adata.layers[layer]`` (usually log-normalised): dense, CSR or CSC,
+        a backed file (``read_h5ad(path, backed="r")``) or a dask array
+        (``anndata.experimental.read_elem_lazy``), one block of cells at a
+        time and never copied whole.
     groupby
         Column of ``adata.obs`` holding the condition of each cell.
     condition1
@@ -126,7 +129,8 @@ def compute_differential_expression(
         Write the cells x genes layers (five float32 arrays of
         ``n_obs x n_vars``: 40 GB at a million cells and 2,000 genes);
         ``False`` writes the per-gene results only, and then memory does not
-        grow with cells x genes (cells are predicted in chunks).
+        grow with cells x genes (the expression is read and the cells are
+        predicted in blocks).
     random_state
         Seed of the landmark selection and of the permutations.
     batch_size

@@ -45,7 +45,7 @@ def compute_smoothed_expression(
     ----------
     adata
         Annotated data matrix. Expression is read from ``adata.X`` or
-        ``adata.layers[layer]`` (dense, CSR or CSC).
+        ``adata.layers[layer]`` (dense, CSR or CSC, backed or a dask array; read block by block).
     groupby
         Column of ``adata.obs`` holding conditions; give it together with
         ``condition`` to fit on one condition's cells only. ``None`` (the
