@@ -38,8 +38,9 @@ class CellRows:
     matrix
         Cells x genes: a dense array, a scipy sparse matrix or array, an
         h5py dataset, anndata's backed sparse dataset or a dask array.
-        Sparse matrices in memory other than CSR are converted to CSR once
-        (of the selected genes only), so that rows can be taken quickly.
+        Sparse matrices in memory other than CSR, and backed CSC files, are
+        converted to CSR once (of the selected genes only, sparse), so that
+        rows can be taken quickly.
     rows
         Rows of ``matrix`` in this view, in order (boolean mask or indices);
         ``None`` takes all.
@@ -52,6 +53,10 @@ class CellRows:
     def __init__(self, matrix, rows=None, genes=None):
         n_rows, n_genes = matrix.shape
         genes = None if genes is None else _indices(genes, n_genes)
+        if getattr(matrix, "format", None) == "csc" and not sparse.issparse(matrix):
+            # A backed CSC file has no fast rows: its selected genes are read once.
+            matrix = matrix[:, slice(None) if genes is None else genes]
+            genes = None
         if sparse.issparse(matrix) and matrix.format != "csr":
             # Rows of CSC (or COO) cost a scan of every column; one CSR copy
             # of the selected genes, sparse like the original, avoids that.

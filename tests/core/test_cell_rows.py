@@ -30,8 +30,8 @@ def h5_path(tmp_path_factory, dense):
     return path
 
 
-STORAGES = ["dense", "csr", "csc", "csr_array", "backed_csr", "backed_dense", "dask_dense",
-            "dask_sparse"]
+STORAGES = ["dense", "csr", "csc", "csr_array", "backed_csr", "backed_csc", "backed_dense",
+            "dask_dense", "dask_sparse"]
 
 
 def _stored(kind, dense, h5_path, stack):
@@ -43,6 +43,12 @@ def _stored(kind, dense, h5_path, stack):
         return sparse.csr_array(dense)
     if kind == "backed_csr":
         return stack.enter_context(_backed(h5_path)).X
+    if kind == "backed_csc":
+        try:
+            from anndata.io import sparse_dataset
+        except ImportError:  # anndata < 0.11
+            from anndata.experimental import sparse_dataset
+        return sparse_dataset(stack.enter_context(h5py.File(h5_path, "r"))["layers/csc"])
     if kind == "backed_dense":
         return stack.enter_context(h5py.File(h5_path, "r"))["layers/dense"]
     da = pytest.importorskip("dask.array")
