@@ -67,8 +67,16 @@ def bench(session):
     against kompot 0.8.0 and pseudobulk DESeq2 (about 1.5 hours on 2 cores).
     The peers' virtual environments are created on first use
     (``benchmarks/side_envs.py``).
+    ``nox -s bench -- --scale``: DA + DE with FDR through kompot.tl at 10k and
+    100k cells x 2,000 genes and 200k x 1,000 (sparse X), wall time and peak
+    RSS per size, with a log-log figure (``benchmarks/scale.py``; about an
+    hour on 2 cores; ``--huge`` after it adds 1M x 2,000).
     """
     session.install("-e", ".")
+    if "--scale" in session.posargs:
+        extra = [a for a in session.posargs if a != "--scale"]
+        session.run("python", "benchmarks/scale.py", *extra)
+        return
     if "--full" not in session.posargs:
         session.run("python", "benchmarks/run.py", "--quick")
         return

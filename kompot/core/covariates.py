@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .blocks import block_slices
+from .cell_rows import dense_rows
 
 
 def centred_within(Z: np.ndarray, strata: np.ndarray) -> np.ndarray:
@@ -36,7 +37,8 @@ def covariate_effects(parts, Z: np.ndarray, strata: np.ndarray, *, names=None,
                       batch_size: int = 10_000) -> np.ndarray:
     """Per-gene effects ``gamma`` (covariates x genes) of ``Z`` on expression within strata.
 
-    ``parts`` are expression matrices (cells x genes, dense or scipy sparse)
+    ``parts`` are expression matrices (cells x genes: dense, scipy sparse or
+    :class:`~kompot.core.cell_rows.CellRows` views)
     whose rows, one after the other, are the rows of ``Z`` and ``strata``;
     they are read in row blocks and never stacked. Raises
     a ValueError when a covariate does not vary within any stratum (it is then
@@ -50,9 +52,7 @@ def covariate_effects(parts, Z: np.ndarray, strata: np.ndarray, *, names=None,
     start = 0
     for Y in parts:
         for s in block_slices(Y.shape[0], batch_size):
-            block = Y[s]
-            block = block.toarray() if hasattr(block, "toarray") else np.asarray(block, np.float64)
-            ZtY += Zc[start + s.start:start + s.stop].T @ block
+            ZtY += Zc[start + s.start:start + s.stop].T @ dense_rows(Y, s)
         start += Y.shape[0]
     if start != Z.shape[0]:
         raise ValueError(f"The expression has {start} rows but the covariates {Z.shape[0]}.")
@@ -78,5 +78,4 @@ def _check_identifiable(gram: np.ndarray, Z: np.ndarray, names) -> None:
 
 def remove_covariate_effects(Y, Z: np.ndarray, gamma: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """``Y - (Z - centre) @ gamma`` as a dense float64 array."""
-    dense = Y.toarray() if hasattr(Y, "toarray") else np.asarray(Y, np.float64)
-    return dense - (np.asarray(Z, np.float64) - centre) @ gamma
+    return dense_rows(Y, slice(None)) - (np.asarray(Z, np.float64) - centre) @ gamma

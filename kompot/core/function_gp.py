@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .blocks import block_slices
+from .cell_rows import dense_rows
 from .kernel import kernel_diag, kernel_matrix
 from .linalg import lower_solve, safe_cholesky, upper_solve
 
@@ -93,7 +94,8 @@ def fit_function(
     batch_size: int | None = 10_000,
     progress: bool = False,
 ) -> FunctionFit:
-    """Fit the landmark GP to every column of ``Y`` (dense or scipy sparse).
+    """Fit the landmark GP to every column of ``Y`` (dense, scipy sparse or a
+    :class:`~kompot.core.cell_rows.CellRows`, read one block of cells at a time).
 
     The prior mean is ``mu`` plus, with ``mean_weights`` (m, G), the function
     ``K(x, landmarks) @ mean_weights`` on the same landmarks and kernel;
@@ -170,8 +172,11 @@ def fit_function_parts(
     for X, Y, s, A in blocks:
         A = _whitened(X[s], Lp, cov_func, landmarks) if A is None else A
         h = np.sum(lower_solve(LB, A) ** 2, axis=0) / sigma**2
-        resid = _rows(Y, s, mu) - A.T @ whitened_weights
-        r2 = resid**2 / np.maximum(1.0 - h, 1e-12)[:, None] ** 2
+        # In place: one block of cells x genes besides the expression block.
+        r2 = A.T @ whitened_weights
+        np.subtract(_rows(Y, s, mu), r2, out=r2)
+        r2 **= 2
+        r2 /= np.maximum(1.0 - h, 1e-12)[:, None] ** 2
         AR2 += A @ r2
     if variance_mean_weights is not None:
         AR2 -= AAt @ (Lp.T @ variance_mean_weights)
@@ -218,6 +223,7 @@ def _whitened(X: np.ndarray, Lp: np.ndarray, cov_func, landmarks: np.ndarray) ->
 
 
 def _rows(Y, s, mu) -> np.ndarray:
-    block = Y[s]
-    block = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
-    return block.astype(np.float64, copy=False) - mu
+    # One block of cells, densified alone (Y may be sparse or a CellRows view);
+    # without a constant prior mean no second copy is made.
+    block = dense_rows(Y, s)
+    return block if np.ndim(mu) == 0 and mu == 0 else block - mu

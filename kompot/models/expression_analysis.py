@@ -76,8 +76,9 @@ def run_differential_expression(
         Cell states and the masks of the two conditions' rows, as for
         :func:`~kompot.models.run_differential_abundance`.
     Y1, Y2
-        Expression (cells x genes, dense or sparse) of the rows ``X[mask1]``
-        and ``X[mask2]``, in that order.
+        Expression (cells x genes, dense or sparse, or
+        :class:`~kompot.core.cell_rows.CellRows` views read block by block)
+        of the rows ``X[mask1]`` and ``X[mask2]``, in that order.
     condition1_sample_indices, condition2_sample_indices
         Replicate sample of each cell of ``Y1`` and ``Y2``, or ``None``.
     allow_single_condition_variance

@@ -183,8 +183,9 @@ class ExpressionModel:
 
     def _fit_sample_variance(self, X, y, sample_indices, sample_ls, allow_single, mu):
         """A :class:`SampleVarianceEstimator` on this condition's samples, or ``None``."""
+        # The samples' fits read the expression in blocks as large as this fit's.
         kwargs = {"landmarks": self.landmarks_, "sigma": self.sigma_, "jitter": self._jitter,
-                  "mu": mu}
+                  "mu": mu, "batch_size": max(self.batch_size, 2000)}
         if self._fit is not None and not sample_ls:
             # A sample with few cells in some state then reverts to its
             # condition there, instead of to a constant: it adds no

@@ -22,13 +22,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..core.blocks import block_slices
+from ..core.cell_rows import stack_rows, take_genes, take_rows
 from .differential_expression import DifferentialExpression
 from .null import (
     MIN_GENES_FOR_RESCALING,
     _median_ratio,
+    _reading_order,
     _reorder,
-    _stack_rows,
-    _take_rows,
     canonical_rows,
     label_partitions,
     state_strata,
@@ -119,7 +119,7 @@ def plan_null(X1, Y1, X2, Y2, samples, landmarks, *, n_permutations, n_null_gene
 
 def gene_blocks(Y1, Y2, size: int) -> list[tuple[slice, object, object]]:
     """``(genes, Y1 block, Y2 block)`` per block of at most ``size`` consecutive genes."""
-    return [(s, Y1[:, s], Y2[:, s]) for s in block_slices(Y1.shape[1], size)]
+    return [(s, take_genes(Y1, s), take_genes(Y2, s)) for s in block_slices(Y1.shape[1], size)]
 
 
 def fit_gene_block(plan: GeneBlockPlan, block) -> dict:
@@ -176,7 +176,8 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice) -> list[np.nda
     any relabelling.
     """
     null = plan.null
-    Y = _stack_rows(_take_rows(Y1, null.order1), _take_rows(Y2, null.order2))
+    # A view of the same storage when Y1 and Y2 are CellRows views: no copy.
+    Y = stack_rows(take_rows(Y1, null.order1), take_rows(Y2, null.order2))
     priors = dict(mean_weights=model.prior_mean_weights_,
                   variance_mean_weights=model.prior_variance_weights_)
     out = []
@@ -189,9 +190,10 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice) -> list[np.nda
             continue
         kwargs = {**plan.fit_kwargs,
                   **{k: None if w is None else np.asarray(w)[:, local] for k, w in priors.items()}}
-        Yg = Y[:, local]
+        Yg = take_genes(Y, local)
+        (rows1, s1), (rows2, s2) = _reading_order(Y, mask, s1), _reading_order(Y, ~mask, s2)
         de = DifferentialExpression(**plan.de_kwargs)
-        de.fit(null.X[mask], _take_rows(Yg, mask), null.X[~mask], _take_rows(Yg, ~mask),
+        de.fit(null.X[rows1], take_rows(Yg, rows1), null.X[rows2], take_rows(Yg, rows2),
                condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
         out.append(de.compute_mahalanobis_distances(de.landmarks_, progress=False))
     return out

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._warnings import KompotRuntimeWarning
+from ..core.cell_rows import CellRows, project_rows, stack_rows, take_genes, take_rows
 from ..core.landmarks import canonical_order, select_landmarks
 from .differential_abundance import DifferentialAbundance
 from .differential_expression import DifferentialExpression
@@ -242,7 +243,8 @@ def expression_null_distances(
     # the null does not depend on how the caller ordered them.
     o1, o2 = canonical_rows(X1, Y1), canonical_rows(X2, Y2)
     X = np.vstack([np.asarray(X1, np.float64)[o1], np.asarray(X2, np.float64)[o2]])
-    Y = _stack_rows(_take_rows(Y1, o1), _take_rows(Y2, o2))
+    # A view of the same storage when Y1 and Y2 are CellRows views: no copy.
+    Y = stack_rows(take_rows(Y1, o1), take_rows(Y2, o2))
     condition1_sample_indices = _reorder(condition1_sample_indices, o1)
     condition2_sample_indices = _reorder(condition2_sample_indices, o2)
     n1 = len(X1)
@@ -266,13 +268,14 @@ def expression_null_distances(
         genes = np.arange(n_genes)
         if n_null_genes is not None and n_null_genes < n_genes:
             genes = np.sort(rng.choice(n_genes, size=n_null_genes, replace=False))
-        Yg = Y[:, genes]
+        Yg = take_genes(Y, genes)
         kwargs = dict(fit_kwargs)
         for name in ("mean_weights", "variance_mean_weights"):
             if kwargs.get(name) is not None:
                 kwargs[name] = np.asarray(kwargs[name])[:, genes]
+        (rows1, s1), (rows2, s2) = _reading_order(Y, mask, s1), _reading_order(Y, ~mask, s2)
         de = DifferentialExpression(**de_kwargs)
-        de.fit(X[mask], _take_rows(Yg, mask), X[~mask], _take_rows(Yg, ~mask),
+        de.fit(X[rows1], take_rows(Yg, rows1), X[rows2], take_rows(Yg, rows2),
                condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
         distances = de.compute_mahalanobis_distances(de.landmarks_, progress=False)
         if rescale_to is not None and genes.size >= MIN_GENES_FOR_RESCALING:
@@ -290,22 +293,19 @@ def _median_ratio(target: np.ndarray, distances: np.ndarray) -> float:
     return float(np.median(np.asarray(target, np.float64))) / scale
 
 
-def _stack_rows(A, B):
-    if hasattr(A, "tocsr") or hasattr(B, "tocsr"):
-        from scipy import sparse
+def _reading_order(Y, mask: np.ndarray, samples):
+    """The cells of ``mask`` (and their sample labels), in storage order for stored expression.
 
-        return sparse.vstack([sparse.csr_matrix(A), sparse.csr_matrix(B)]).tocsr()
-    return np.vstack([np.asarray(A), np.asarray(B)])
-
-
-def _take_rows(Y, rows):
-    """``Y[rows]`` for a boolean mask or an index array, dense or sparse."""
-    rows = np.asarray(rows)
-    if rows.dtype == bool:
-        rows = np.flatnonzero(rows)
-    if not hasattr(Y, "tocsr"):
-        Y = np.asarray(Y)
-    return Y[rows]
+    A fit sums over its cells, so their order changes its result by rounding
+    only; expression on disk or in a dask array is read far faster in the
+    order it is stored than in the canonical order. In memory the canonical
+    order is kept, and with it the results of earlier versions.
+    """
+    rows = np.flatnonzero(mask)
+    if not isinstance(Y, CellRows) or Y.in_memory:
+        return rows, samples
+    order = Y.storage_order(rows)
+    return rows[order], None if samples is None else np.asarray(samples)[order]
 
 
 def _reorder(labels, order):
@@ -323,7 +323,7 @@ def canonical_rows(X: np.ndarray, Y=None) -> np.ndarray:
     if Y is None:
         return _states_then(X, None)
     projection = np.random.default_rng(0).standard_normal(Y.shape[1])
-    return _states_then(X, np.asarray(Y @ projection, np.float64).reshape(-1))
+    return _states_then(X, project_rows(Y, projection))
 
 
 def _canonical_cells(X: np.ndarray, samples: np.ndarray | None) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._warnings import KompotInputWarning, KompotRuntimeWarning, warn_inert_parameters
 from ..core.blocks import block_slices
+from ..core.cell_rows import take_rows
 from ..core.density import fit_density, prior_mean
 from ..core.function_gp import fit_function
 from ..core.kernel import kernel_matrix, matern52
@@ -157,7 +158,7 @@ class SampleVarianceEstimator:
         fits = {}
         for g in valid:
             mask = groups == g
-            fits[g] = self._fit_group(X[mask], None if Y is None else Y[mask], landmarks,
+            fits[g] = self._fit_group(X[mask], None if Y is None else take_rows(Y, mask), landmarks,
                                       cov_func, jitter, kwargs)
         self._fits, self.groups_, self.n_groups = fits, np.asarray(valid), len(valid)
         self.landmarks_, self.cov_func_, self._jitter = landmarks, cov_func, jitter

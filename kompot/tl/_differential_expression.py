@@ -65,7 +65,10 @@ def compute_differential_expression(
     ----------
     adata
         Annotated data matrix. Expression is read from ``adata.X`` or
-        ``adata.layers[layer]`` (dense, CSR or CSC; usually log-normalised).
+        ``adata.layers[layer]`` (usually log-normalised): dense, CSR or CSC,
+        a backed file (``read_h5ad(path, backed="r")``) or a dask array
+        (``anndata.experimental.read_elem_lazy``), one block of cells at a
+        time and never copied whole.
     groupby
         Column of ``adata.obs`` holding the condition of each cell.
     condition1
@@ -136,7 +139,8 @@ def compute_differential_expression(
         Write the cells x genes layers (five float32 arrays of
         ``n_obs x n_vars``: 40 GB at a million cells and 2,000 genes);
         ``False`` writes the per-gene results only, and then memory does not
-        grow with cells x genes (cells are predicted in chunks).
+        grow with cells x genes (the expression is read and the cells are
+        predicted in blocks).
     random_state
         Seed of the landmark selection and of the permutations.
     batch_size
@@ -218,10 +222,11 @@ def compute_differential_expression(
         **_fdr_options(fdr, fdr_threshold, n_permutations, n_null_genes),
     )
     what = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-    scale = check_expression_scale(source, gene_idx, what)
+    # Views of the expression, read a block of cells at a time: never copied whole.
+    cells = inp.expression_rows(source, gene_idx)
+    scale = check_expression_scale(cells, gene_idx, what)
     result = run_differential_expression(
-        X, mask1, mask2, inp.dense_block(source, mask1, gene_idx, what),
-        inp.dense_block(source, mask2, gene_idx, what),
+        X, mask1, mask2, inp.finite_rows(cells, mask1, what), inp.finite_rows(cells, mask2, what),
         condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
         allow_single_condition_variance=allow_single_condition_variance,
         condition1_covariates=designs[0], condition2_covariates=designs[1],

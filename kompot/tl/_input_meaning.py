@@ -18,7 +18,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from .._warnings import KompotInputWarning
-from ._inputs import dense_block
+from ..core.cell_rows import CellRows
+from ._inputs import reading_numbers
 
 # Rows read by the expression check; evenly spaced over all cells.
 SAMPLE_ROWS = 2000
@@ -49,9 +50,12 @@ def check_expression_scale(source, gene_idx: np.ndarray, what: str) -> str | Non
     """Warn (once, one line) when the expression looks like raw counts or z-scores.
 
     Reads at most :data:`SAMPLE_ROWS` evenly spaced rows of the analysed
-    genes. Returns what was found, for the run's record.
+    genes (``gene_idx``; unused when ``source`` is a :class:`CellRows`
+    view, which has its genes already). Returns what was found, for the run's record.
     """
-    block = dense_block(source, sample_rows(source.shape[0]), gene_idx, what)
+    cells = source if isinstance(source, CellRows) else CellRows(source, genes=gene_idx)
+    with reading_numbers(source, what):
+        block = cells.block(sample_rows(cells.shape[0]))
     scale = expression_scale(block)
     if scale == "counts":
         warnings.warn(

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
 from .._keys import sanitize
+from ..core.cell_rows import CellRows
 
 # Error messages list at most this many names.
 _SHOW = 8
@@ -264,35 +266,40 @@ def expression_source(adata, layer: str | None):
     return adata.layers[layer]
 
 
-def dense_block(matrix, rows: np.ndarray, cols: np.ndarray, what: str) -> np.ndarray:
-    """``matrix[rows][:, cols]`` as a finite dense float64 array.
+def expression_rows(source, cols: np.ndarray) -> CellRows:
+    """All cells and the genes ``cols`` of ``source``, as a view read block by block.
 
-    Works for dense arrays and scipy CSR/CSC matrices (and sparse arrays); the
-    sparse format decides which axis is sliced first, so that no more than the
-    selected part is ever densified.
+    Nothing is copied: ``source`` may be dense, scipy sparse (CSC becomes CSR
+    of the selected genes once), an h5py-backed matrix of
+    ``read_h5ad(backed="r")`` or a dask array.
     """
-    rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
+    return CellRows(source, genes=cols)
+
+
+@contextmanager
+def reading_numbers(source, what: str):
+    """Turn a failed conversion of ``source``'s values to floats into an error that names the fix."""
     try:
-        if sparse.issparse(matrix):
-            if matrix.format == "csc":
-                block = matrix[:, cols].tocsr()[rows]
-            else:
-                block = matrix.tocsr()[rows][:, cols]
-            out = block.toarray().astype(np.float64, copy=False)
-        else:
-            out = np.asarray(matrix[rows][:, cols], dtype=np.float64)
+        yield
     except (TypeError, ValueError) as error:
-        dtype = getattr(matrix, "dtype", type(matrix).__name__)
+        dtype = getattr(source, "dtype", type(source).__name__)
         raise ValueError(
             f"{what} is not numeric (dtype {dtype}: {error}); pass layer= naming a layer of "
             "log-normalised expression values."
         ) from None
-    if not np.isfinite(out).all():
+
+
+def finite_rows(cells: CellRows, rows: np.ndarray, what: str) -> CellRows:
+    """The view of ``cells``' rows ``rows``, after a block-by-block check that all are finite."""
+    rows_view = cells.take(rows)
+    with reading_numbers(cells, what):
+        finite = rows_view.all_finite()
+    if not finite:
         raise ValueError(
             f"{what} has NaN or infinite values in the selected cells and genes; fix them, or "
             "choose another layer or gene subset."
         )
-    return out
+    return rows_view
 
 
 # -------------------------------------------------------------- covariates

@@ -45,7 +45,7 @@ def compute_smoothed_expression(
     ----------
     adata
         Annotated data matrix. Expression is read from ``adata.X`` or
-        ``adata.layers[layer]`` (dense, CSR or CSC).
+        ``adata.layers[layer]`` (dense, CSR or CSC, backed or a dask array; read block by block).
     groupby
         Column of ``adata.obs`` holding conditions; give it together with
         ``condition`` to fit on one condition's cells only. ``None`` (the
@@ -131,9 +131,10 @@ def compute_smoothed_expression(
     batch_size = inp.check_positive(batch_size, "batch_size", integer=True)
     random_state = inp.check_random_state(random_state)
     what = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-    scale = check_expression_scale(source, gene_idx, what)
+    cells = inp.expression_rows(source, gene_idx)
+    scale = check_expression_scale(cells, gene_idx, what)
     result = run_smoothed_expression(
-        X, mask, inp.dense_block(source, mask, gene_idx, what), sample_indices=samples,
+        X, mask, inp.finite_rows(cells, mask, what), sample_indices=samples,
         landmarks=landmarks, n_landmarks=n_landmarks, ls=ls, ls_factor=ls_factor, sigma=sigma,
         use_empirical_variance=use_empirical_variance, random_state=random_state,
         batch_size=batch_size, progress=progress,
