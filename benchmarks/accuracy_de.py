@@ -133,6 +133,8 @@ class Design:
     def title(self) -> str:
         """The RESULTS.md section of this design (one section per design)."""
         extra = []
+        if (self.n_cells, self.n_genes) != (2000, 500):
+            extra.append(f"{self.n_cells:,} cells x {self.n_genes:,} genes")
         if self.n_samples != 3:
             extra.append(f"{self.n_samples} vs {self.n_samples} samples")
         if self.da_strength != 2.0:
