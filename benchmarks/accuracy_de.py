@@ -65,6 +65,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import side_envs
+from _results import write_section
 
 HERE = Path(__file__).resolve().parent
 RUNS = HERE / "_runs" / "accuracy_de"
@@ -372,21 +373,6 @@ def previous_reading(title):
     body = own.split(head, 1)[1].strip()
     note = "- (Reading written for the previous run; check it against the table above.)"
     return body if body.startswith(note) else note + "\n" + body
-
-
-def write_section(title, text):
-    """Replace our section of RESULTS.md (heading to the next '## ' heading), or append it."""
-    cur = RESULTS.read_text() if RESULTS.exists() else ""  # re-read right before writing
-    lines = cur.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.strip() == title), None)
-    if start is None:
-        new = cur.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
-        tail = "".join(lines[end:])
-        new = "".join(lines[:start]) + text.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
-    RESULTS.write_text(new)
 
 
 def section(title, tab, cmd, desc, total_s, reading):

@@ -44,6 +44,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from _results import write_section
 
 HERE = Path(__file__).resolve().parent
 RUNS = HERE / "_runs" / "scale"
@@ -301,21 +302,6 @@ def figure(results):
     plt.close(fig)
 
 
-def write_section(text: str):
-    """Replace our section of RESULTS.md (heading to the next '## ' heading), or append it."""
-    cur = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    lines = cur.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.strip() == TITLE), None)
-    if start is None:
-        new = cur.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
-        tail = "".join(lines[end:])
-        new = "".join(lines[:start]) + text.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
-    RESULTS.write_text(new)
-
-
 def previous_reading() -> str:
     cur = RESULTS.read_text() if RESULTS.exists() else ""
     if TITLE not in cur:
@@ -345,7 +331,7 @@ def report():
         table(results), "", "![scaling](scale.png)", "",
         "### Reading (scaling)", "", previous_reading(), "",
     ])
-    write_section(text)
+    write_section(TITLE, text, RESULTS)
     print(text)
 
 
