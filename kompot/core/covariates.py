@@ -47,7 +47,7 @@ def covariate_effects(parts, Z: np.ndarray, strata: np.ndarray, *, names=None,
     """
     Zc = centred_within(Z, strata)
     gram = Zc.T @ Zc
-    _check_identifiable(gram, Z, names)
+    check_identifiable(Z, strata, names, gram)
     ZtY = np.zeros((Z.shape[1], parts[0].shape[1]))
     start = 0
     for Y in parts:
@@ -59,7 +59,21 @@ def covariate_effects(parts, Z: np.ndarray, strata: np.ndarray, *, names=None,
     return np.linalg.solve(gram, ZtY)
 
 
-def _check_identifiable(gram: np.ndarray, Z: np.ndarray, names) -> None:
+def identifiable(Z: np.ndarray, strata: np.ndarray) -> bool:
+    """Whether every covariate varies within some stratum, independently of the others."""
+    try:
+        check_identifiable(Z, strata)
+    except ValueError:
+        return False
+    return True
+
+
+def check_identifiable(Z: np.ndarray, strata: np.ndarray, names=None, gram=None) -> None:
+    """Raise a ValueError naming the covariates whose effect cannot be learned within strata."""
+    Z = np.asarray(Z, np.float64)
+    if gram is None:
+        Zc = centred_within(Z, strata)
+        gram = Zc.T @ Zc
     names = list(names) if names is not None else [f"column {j}" for j in range(Z.shape[1])]
     scale = np.maximum(np.diag(Z.T @ Z), 1e-300)
     flat = [names[j] for j in np.flatnonzero(np.diag(gram) <= 1e-10 * scale)]

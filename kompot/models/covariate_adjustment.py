@@ -11,7 +11,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..core.covariates import covariate_effects, remove_covariate_effects
+from ..core.covariates import (
+    check_identifiable,
+    covariate_effects,
+    identifiable,
+    remove_covariate_effects,
+)
 from ..core.landmarks import select_landmarks
 
 # Groups of similar cell states within which covariate effects are learned.
@@ -41,15 +46,29 @@ def adjust_for_covariates(X1, Y1, Z1, X2, Y2, Z2, *, names=None, random_state=0)
     ``(Y1_adjusted, Y2_adjusted, gamma)``: dense float64 expression and the
     per-gene effects (covariates x genes).
     """
-    X = np.vstack([np.asarray(X1, np.float64), np.asarray(X2, np.float64)])
-    Z = np.vstack([_design(Z1, len(X1)), _design(Z2, len(X2))])
-    groups = state_groups(X, random_state=random_state)
-    condition = np.r_[np.zeros(len(X1), int), np.ones(len(X2), int)]
-    strata = groups * 2 + condition
+    Z, strata = _design_and_strata(X1, Z1, X2, Z2, random_state)
     gamma = covariate_effects([Y1, Y2], Z, strata, names=names)
     centre = Z.mean(axis=0)
     return (remove_covariate_effects(Y1, Z[: len(X1)], gamma, centre),
             remove_covariate_effects(Y2, Z[len(X1):], gamma, centre), gamma)
+
+
+def check_covariates(X1, Z1, X2, Z2, *, names=None, random_state=0) -> None:
+    """Raise the error :func:`adjust_for_covariates` would raise, without reading expression."""
+    check_identifiable(*_design_and_strata(X1, Z1, X2, Z2, random_state), names)
+
+
+def separable(X1, Z1, X2, Z2, random_state=0) -> bool:
+    """Whether the covariates' effects can be learned for this split of the cells."""
+    return identifiable(*_design_and_strata(X1, Z1, X2, Z2, random_state))
+
+
+def _design_and_strata(X1, Z1, X2, Z2, random_state):
+    """The stacked design and the (state group, condition) stratum of every cell."""
+    X = np.vstack([np.asarray(X1, np.float64), np.asarray(X2, np.float64)])
+    Z = np.vstack([_design(Z1, len(X1)), _design(Z2, len(X2))])
+    condition = np.r_[np.zeros(len(X1), int), np.ones(len(X2), int)]
+    return Z, state_groups(X, random_state=random_state) * 2 + condition
 
 
 def state_groups(X: np.ndarray, n_groups: int | None = None, random_state=0) -> np.ndarray:

@@ -17,7 +17,7 @@ from ..parallel import SerialExecutor, executor_for
 from . import gene_blocks
 from ._schema import DE_SCHEMA, SMOOTH_SCHEMA, AnalysisResult
 from .abundance_analysis import checked_masks
-from .covariate_adjustment import adjust_for_covariates
+from .covariate_adjustment import check_covariates
 from .differential_expression import _check_conditions
 from .expression_model import ExpressionModel
 
@@ -87,8 +87,10 @@ def run_differential_expression(
         Numeric covariate design (cells x covariates) of the rows of ``Y1``
         and ``Y2``, or ``None``. Their per-gene linear effects, learned within
         groups of similar states of each condition, are removed from the
-        expression before anything else
-        (:func:`~kompot.models.covariate_adjustment.adjust_for_covariates`).
+        expression before the fits
+        (:func:`~kompot.models.covariate_adjustment.adjust_for_covariates`),
+        and learned again with each permutation's labels in the null
+        (permutations that line up with a covariate are left out).
     covariate_names
         Labels of the covariate columns, for error messages.
     n_landmarks, use_empirical_variance, sigma, ls, ls_factor, landmarks
@@ -132,9 +134,11 @@ def run_differential_expression(
     X, mask1, mask2 = checked_masks(X, mask1, mask2)
     if (condition1_covariates is None) != (condition2_covariates is None):
         raise ValueError("Give covariates for both conditions' cells, or for neither.")
+    covariates = None
     if condition1_covariates is not None:
-        Y1, Y2, _ = adjust_for_covariates(X[mask1], Y1, condition1_covariates, X[mask2], Y2,
-                                          condition2_covariates, names=covariate_names)
+        check_covariates(X[mask1], condition1_covariates, X[mask2], condition2_covariates,
+                         names=covariate_names)
+        covariates = (condition1_covariates, condition2_covariates, covariate_names)
     _check_conditions(X[mask1], Y1, X[mask2], Y2)
     # Fixed once for all gene blocks (DifferentialExpression.fit would choose
     # the same from the same cells and seed).
@@ -145,7 +149,8 @@ def run_differential_expression(
     if fdr:
         null = gene_blocks.plan_null(X[mask1], Y1, X[mask2], Y2, samples, landmarks,
                                      n_permutations=n_permutations, n_null_genes=n_null_genes,
-                                     random_state=random_state)
+                                     random_state=random_state,
+                                     covariates=None if covariates is None else covariates[:2])
     with executor_for(client) as executor:
         in_process = isinstance(executor, SerialExecutor)
         blocks = gene_blocks.gene_blocks(Y1, Y2, gene_block_size or (
@@ -157,7 +162,7 @@ def run_differential_expression(
                            random_state=random_state, batch_size=batch_size),
             fit_kwargs=dict(sigma=sigma, ls=ls, ls_factor=ls_factor, landmarks=landmarks,
                             allow_single_condition_variance=allow_single_condition_variance),
-            layers=layers, predict_chunk=predict_chunk, null=null,
+            layers=layers, predict_chunk=predict_chunk, null=null, covariates=covariates,
             keep_model=in_process and len(blocks) == 1,
             progress=progress and in_process and len(blocks) == 1)
         parts = executor.map(gene_blocks.fit_gene_block, plan, blocks, progress=progress,

@@ -23,6 +23,8 @@ from tqdm.auto import tqdm
 
 from ..core.blocks import block_slices
 from ..core.cell_rows import stack_rows, take_genes, take_rows
+from ..core.covariates import covariate_effects, identifiable, remove_covariate_effects
+from .covariate_adjustment import adjust_for_covariates, state_groups
 from .differential_expression import DifferentialExpression
 from .null import (
     MIN_GENES_FOR_RESCALING,
@@ -74,6 +76,8 @@ class NullPlan:
     X: np.ndarray
     partitions: list
     genes: list
+    covariates: np.ndarray | None = None  # design rows in the same order as X
+    state_groups: np.ndarray | None = None  # of the cells of X, for the covariate strata
 
 
 @dataclass(frozen=True)
@@ -89,24 +93,37 @@ class GeneBlockPlan:
     layers: bool
     predict_chunk: int
     null: NullPlan | None = None
+    covariates: tuple | None = None  # (design of condition 1, of condition 2, column names)
     keep_model: bool = False
     progress: bool = False
 
 
 def plan_null(X1, Y1, X2, Y2, samples, landmarks, *, n_permutations, n_null_genes,
-              random_state) -> NullPlan:
+              random_state, covariates=None) -> NullPlan:
     """The null's permutations and genes, drawn as :func:`expression_null_distances` draws them.
 
     The random stream is the same (permutations first, then each
-    permutation's genes in turn), so blocked runs reproduce its null.
+    permutation's genes in turn), so blocked runs reproduce its null. With
+    ``covariates`` (both conditions' designs) only permutations in which
+    the covariates' effects can still be learned are kept (a split of the
+    samples that lines up with a batch cannot be adjusted for it); more are
+    drawn to make up for those left out.
     """
     rng = np.random.default_rng(random_state)
     o1, o2 = canonical_rows(X1, Y1), canonical_rows(X2, Y2)
     X = np.vstack([np.asarray(X1, np.float64)[o1], np.asarray(X2, np.float64)[o2]])
+    draw = n_permutations if covariates is None else 4 * n_permutations + 10
     partitions = label_partitions(
-        len(X1), len(X), _reorder(samples[0], o1), _reorder(samples[1], o2), n_permutations,
+        len(X1), len(X), _reorder(samples[0], o1), _reorder(samples[1], o2), draw,
         rng, strata=state_strata(X, landmarks),
     )
+    Z = groups = None
+    if covariates is not None:
+        Z = np.vstack([np.asarray(covariates[0], np.float64)[o1],
+                       np.asarray(covariates[1], np.float64)[o2]])
+        groups = state_groups(X)
+        partitions = [p for p in partitions if identifiable(Z, groups * 2 + ~p[0])]
+        partitions = partitions[:n_permutations]
     n_genes = Y1.shape[1]
     genes = []
     for _ in partitions:
@@ -114,7 +131,7 @@ def plan_null(X1, Y1, X2, Y2, samples, landmarks, *, n_permutations, n_null_gene
         if n_null_genes is not None and n_null_genes < n_genes:
             drawn = np.sort(rng.choice(n_genes, size=n_null_genes, replace=False))
         genes.append(drawn)
-    return NullPlan(o1, o2, X, partitions, genes)
+    return NullPlan(o1, o2, X, partitions, genes, Z, groups)
 
 
 def gene_blocks(Y1, Y2, size: int) -> list[tuple[slice, object, object]]:
@@ -132,8 +149,12 @@ def fit_gene_block(plan: GeneBlockPlan, block) -> dict:
     """
     genes, Y1, Y2 = block
     X, mask1, mask2 = plan.X, plan.mask1, plan.mask2
+    A1, A2 = Y1, Y2
+    if plan.covariates is not None:
+        Z1, Z2, names = plan.covariates
+        A1, A2, _ = adjust_for_covariates(X[mask1], Y1, Z1, X[mask2], Y2, Z2, names=names)
     model = DifferentialExpression(**plan.de_kwargs)
-    model.fit(X[mask1], Y1, X[mask2], Y2, condition1_sample_indices=plan.samples[0],
+    model.fit(X[mask1], A1, X[mask2], A2, condition1_sample_indices=plan.samples[0],
               condition2_sample_indices=plan.samples[1], **plan.fit_kwargs)
     mean_lfc, layers = predict_in_chunks(model, X, mask1 | mask2, plan.layers, plan.progress,
                                          plan.predict_chunk)
@@ -192,11 +213,26 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice) -> list[np.nda
                   **{k: None if w is None else np.asarray(w)[:, local] for k, w in priors.items()}}
         Yg = take_genes(Y, local)
         (rows1, s1), (rows2, s2) = _reading_order(Y, mask, s1), _reading_order(Y, ~mask, s2)
+        A1, A2 = take_rows(Yg, rows1), take_rows(Yg, rows2)
+        if null.covariates is not None:
+            # Learned again with the permuted labels, as the real run learns it with its own.
+            A1, A2 = _adjusted_split(null, rows1, rows2, A1, A2)
         de = DifferentialExpression(**plan.de_kwargs)
-        de.fit(null.X[rows1], take_rows(Yg, rows1), null.X[rows2], take_rows(Yg, rows2),
+        de.fit(null.X[rows1], A1, null.X[rows2], A2,
                condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
         out.append(de.compute_mahalanobis_distances(de.landmarks_, progress=False))
     return out
+
+
+def _adjusted_split(null: NullPlan, rows1, rows2, Y1, Y2):
+    """Both permuted groups' expression with the covariates' effects (learned for this split) removed."""
+    rows = np.r_[rows1, rows2]
+    Z = null.covariates[rows]
+    strata = null.state_groups[rows] * 2 + np.r_[np.zeros(len(rows1), int), np.ones(len(rows2), int)]
+    gamma = covariate_effects([Y1, Y2], Z, strata)
+    centre = Z.mean(axis=0)
+    return (remove_covariate_effects(Y1, Z[: len(rows1)], gamma, centre),
+            remove_covariate_effects(Y2, Z[len(rows1):], gamma, centre))
 
 
 def pooled_null(block_nulls: list[list[np.ndarray]], rescale_to: np.ndarray | None) -> np.ndarray:
