@@ -22,6 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..core.blocks import block_slices
+from ..core.replicate_fits import ReplicateBases
 from .differential_expression import DifferentialExpression
 from .null import (
     MIN_GENES_FOR_RESCALING,
@@ -173,12 +174,14 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice) -> list[np.nda
 
     Refits reuse the real fit's landmarks, length scale and pooled prior
     weights: the union of the cells, and so the pooled fit, is the same under
-    any relabelling.
+    any relabelling. Whole samples keep their cells under any relabelling, so
+    their kernel factors are computed once and shared by the refits.
     """
     null = plan.null
     Y = _stack_rows(_take_rows(Y1, null.order1), _take_rows(Y2, null.order2))
     priors = dict(mean_weights=model.prior_mean_weights_,
                   variance_mean_weights=model.prior_variance_weights_)
+    bases = ReplicateBases()
     out = []
     draws = zip(null.partitions, null.genes, strict=True)
     for (mask, s1, s2), drawn in tqdm(draws, total=len(null.genes), desc="null permutations",
@@ -187,7 +190,7 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice) -> list[np.nda
         if local.size == 0:
             out.append(np.empty(0))
             continue
-        kwargs = {**plan.fit_kwargs,
+        kwargs = {**plan.fit_kwargs, "replicate_bases": bases,
                   **{k: None if w is None else np.asarray(w)[:, local] for k, w in priors.items()}}
         Yg = Y[:, local]
         de = DifferentialExpression(**plan.de_kwargs)

@@ -17,7 +17,7 @@ import numpy as np
 from .._warnings import KompotInputWarning, KompotRuntimeWarning, warn_inert_parameters
 from ..core.blocks import block_slices
 from ..core.density import fit_density, prior_mean
-from ..core.function_gp import fit_function
+from ..core.function_gp import fit_function, landmark_cholesky
 from ..core.kernel import kernel_matrix, matern52
 from ..core.landmarks import (
     DEFAULT_N_LANDMARKS,
@@ -25,6 +25,7 @@ from ..core.landmarks import (
     nearest_neighbor_distances,
     select_landmarks,
 )
+from ..core.replicate_fits import fit_replicate, uses_cell_space
 from ._fitted import not_fitted
 
 _ESTIMATOR_TYPES = ("function", "density")
@@ -32,7 +33,7 @@ _ESTIMATOR_TYPES = ("function", "density")
 _MAX_DENSE_BYTES = 4 * 1024**3
 _SUPPORTED_KWARGS = {"landmarks", "ls", "sigma", "mu", "mean_weights", "variance_mean_weights",
                      "d", "jitter", "cov_func", "n_landmarks", "random_state", "obs_variance",
-                     "batch_size"}
+                     "batch_size", "replicate_bases"}
 
 
 class SampleVarianceEstimator:
@@ -123,8 +124,10 @@ class SampleVarianceEstimator:
         ``mu``, ``mean_weights`` and ``variance_mean_weights`` (function
         estimators: prior means ``K(x, landmarks) @ weights`` of every group's
         mean and empirical variance), ``d``, ``jitter``, ``cov_func``, ``n_landmarks``,
-        ``random_state``; missing landmarks and length scale are computed
-        from all of ``X`` so that every group shares them.
+        ``random_state`` and ``replicate_bases`` (a
+        :class:`~kompot.core.replicate_fits.ReplicateBases` cache that refits
+        of the same samples share); missing landmarks and length scale are
+        computed from all of ``X`` so that every group shares them.
 
         Raises
         ------
@@ -154,11 +157,14 @@ class SampleVarianceEstimator:
                 ls = length_scale(nearest_neighbor_distances(X), ls_factor)
             cov_func = matern52(ls)
         jitter = kwargs.get("jitter", 1e-6)
+        if self.estimator_type == "function":
+            # One landmark factor for all groups (they share landmarks and kernel).
+            kwargs["Lp"] = landmark_cholesky(landmarks, cov_func, jitter)
         fits = {}
         for g in valid:
             mask = groups == g
             fits[g] = self._fit_group(X[mask], None if Y is None else Y[mask], landmarks,
-                                      cov_func, jitter, kwargs)
+                                      cov_func, jitter, {**kwargs, "label": g})
         self._fits, self.groups_, self.n_groups = fits, np.asarray(valid), len(valid)
         self.landmarks_, self.cov_func_, self._jitter = landmarks, cov_func, jitter
         return self
@@ -181,6 +187,14 @@ class SampleVarianceEstimator:
 
     def _fit_group(self, X, Y, landmarks, cov_func, jitter, kwargs):
         """One sample's fit on the shared landmarks and covariance."""
+        if self.estimator_type == "function" and uses_cell_space(X.shape[0], landmarks.shape[0]):
+            return fit_replicate(
+                X, Y, landmarks, cov_func, kwargs["Lp"], sigma=kwargs.get("sigma", 1.0),
+                mu=kwargs.get("mu", 0.0), mean_weights=kwargs.get("mean_weights"),
+                variance_mean_weights=kwargs.get("variance_mean_weights"),
+                obs_variance=kwargs.get("obs_variance", True),
+                bases=kwargs.get("replicate_bases"), label=kwargs["label"],
+            )
         if self.estimator_type == "function":
             return fit_function(
                 X, Y, landmarks, cov_func,
