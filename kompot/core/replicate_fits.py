@@ -133,7 +133,7 @@ def fit_replicate(
         R -= K @ prior
     c = _cell_solve(basis, R)
     fit = ReplicateFit(landmarks, cov_func, Lp, None, basis.T @ c, mu, sigma, X.shape[0])
-    fit.basis = basis
+    fit.basis, fit.prior, fit.coefficients = basis, prior, c
     if prior is not None:
         fit.weights += prior
     if not obs_variance:
@@ -141,10 +141,45 @@ def fit_replicate(
     r2 = (sigma**2 * c) ** 2 / np.maximum(basis.one_minus_h, 1e-12)[:, None] ** 2
     if variance_prior is not None:
         r2 -= K @ variance_prior
-    fit.variance_weights = basis.T @ _cell_solve(basis, r2)
+    fit.variance_prior, fit.variance_coefficients = variance_prior, _cell_solve(basis, r2)
+    fit.variance_weights = basis.T @ fit.variance_coefficients
     if variance_prior is not None:
         fit.variance_weights += variance_prior
     return fit
+
+
+def share_prior(fits) -> bool:
+    """Whether all ``fits`` are :class:`ReplicateFit` with the same ``mu`` and prior means.
+
+    The fits of one :class:`~kompot.SampleVarianceEstimator` are; their
+    predictions then split into one common part and one part per sample
+    (:func:`replicate_predictions`).
+    """
+    first = fits[0]
+    return all(
+        isinstance(f, ReplicateFit) and f.prior is first.prior
+        and f.variance_prior is first.variance_prior and np.array_equal(f.mu, first.mu)
+        for f in fits
+    )
+
+
+def replicate_predictions(fits, K: np.ndarray, variance: bool = False):
+    """The fits' means (or, with ``variance``, unclipped empirical variances) at the rows of ``K``.
+
+    Returns ``(common, parts)`` with fit k's prediction ``common + parts[k]``:
+    ``common = mu + K @ prior`` once, and ``parts[k] = (K T_k) @ c_k``,
+    which costs ``n_k (m + n_genes)`` per row instead of ``m n_genes``
+    (``K T_k`` is the kernel between the rows and the sample's cells in the
+    landmark approximation). ``fits`` must :func:`share_prior`.
+    """
+    first = fits[0]
+    prior = first.variance_prior if variance else first.prior
+    common = 0.0 if variance else first.mu
+    if prior is not None:
+        common = K @ prior + common
+    parts = [(K @ f.basis.T) @ (f.variance_coefficients if variance else f.coefficients)
+             for f in fits]
+    return common, parts
 
 
 def _cell_solve(basis: ReplicateBasis, R: np.ndarray) -> np.ndarray:
@@ -161,6 +196,11 @@ class ReplicateFit(FunctionFit):
     """
 
     basis: ReplicateBasis | None = None
+    # Weights = prior + basis.T @ coefficients (and the same for the empirical variance).
+    prior: np.ndarray | None = None
+    coefficients: np.ndarray | None = None
+    variance_prior: np.ndarray | None = None
+    variance_coefficients: np.ndarray | None = None
 
     @property
     def LB(self):

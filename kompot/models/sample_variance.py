@@ -25,7 +25,12 @@ from ..core.landmarks import (
     nearest_neighbor_distances,
     select_landmarks,
 )
-from ..core.replicate_fits import fit_replicate, uses_cell_space
+from ..core.replicate_fits import (
+    fit_replicate,
+    replicate_predictions,
+    share_prior,
+    uses_cell_space,
+)
 from ._fitted import not_fitted
 
 _ESTIMATOR_TYPES = ("function", "density")
@@ -237,6 +242,9 @@ class SampleVarianceEstimator:
         """Each group's prediction at ``X``: shape (K, n, G) (G = 1 for density)."""
         self._check_fitted()
         K = kernel_matrix(self.cov_func_, X, self.landmarks_) if K is None else K
+        if self._shared_prior():
+            common, parts = replicate_predictions(list(self._fits.values()), K)
+            return np.stack([common + part for part in parts])
         out = []
         for fit in self._fits.values():
             if self.estimator_type == "function":
@@ -245,9 +253,25 @@ class SampleVarianceEstimator:
                 out.append((fit.mu + K @ fit.weights - np.log(fit.n_obs))[:, None])
         return np.stack(out)
 
+    def _shared_prior(self) -> bool:
+        """Whether the groups' predictions differ only by their own parts (cell-space fits)."""
+        return self.estimator_type == "function" and share_prior(list(self._fits.values()))
+
+    def _spread(self, X: np.ndarray, K: np.ndarray | None) -> np.ndarray:
+        """The groups' predictions at ``X`` less a part they share: what their spread is made of.
+
+        That is all of them for fits without a shared prior, else only each
+        sample's own part (the same deviations from the mean, exactly in
+        arithmetic, at a fraction of the cost).
+        """
+        if not self._shared_prior():
+            return self.group_means(X, K)
+        K = kernel_matrix(self.cov_func_, X, self.landmarks_) if K is None else K
+        return np.stack(replicate_predictions(list(self._fits.values()), K)[1])
+
     def low_rank_factor(self, X: np.ndarray, K: np.ndarray | None = None) -> np.ndarray:
         """``B`` of shape (G, n, K) with ``B[g] @ B[g].T`` the covariance over ``X`` of gene g."""
-        F = self.group_means(X, K)
+        F = self._spread(X, K)
         B = (F - F.mean(axis=0, keepdims=True)) / np.sqrt(self.n_groups - 1)
         return np.transpose(B, (2, 1, 0))
 
@@ -255,6 +279,13 @@ class SampleVarianceEstimator:
         """Mean over samples of the within-sample empirical variance, (n, G)."""
         self._check_fitted()
         K = kernel_matrix(self.cov_func_, X, self.landmarks_) if K is None else K
+        if self._shared_prior():
+            common, parts = replicate_predictions(list(self._fits.values()), K, variance=True)
+            total = np.zeros((K.shape[0], parts[0].shape[1]))
+            for part in parts:
+                part += common
+                total += np.maximum(part, 0.0)
+            return total / len(parts)
         per_group = [fit.obs_variance(K=K, X=X) for fit in self._fits.values()]
         return np.mean(per_group, axis=0)
 
@@ -270,7 +301,7 @@ class SampleVarianceEstimator:
         if diag:
             parts = []
             for s in block_slices(n, 2000, progress=progress, desc="sample variance"):
-                F = self.group_means(X_new[s])
+                F = self._spread(X_new[s], None)
                 parts.append(np.var(F, axis=0, ddof=1))
             return np.concatenate(parts, axis=0)
         B = self.low_rank_factor(X_new)  # (G, n, K)

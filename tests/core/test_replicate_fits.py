@@ -110,3 +110,27 @@ def test_sample_variance_takes_the_cell_space_path_only_for_small_samples(proble
                                  **prior)
         assert _relative(est._fits[g].weights, reference.weights) < 1e-10
         assert _relative(est._fits[g].variance_weights, reference.variance_weights) < 1e-10
+
+
+@pytest.mark.parametrize("with_prior", [True, False])
+def test_sample_variance_predictions_from_the_cell_space_parts_equal_those_from_the_weights(
+        problem, with_prior):
+    X, Y, U, prior = problem
+    groups = np.repeat(["a", "b", "c", "d"], 10)
+    kwargs = dict(landmarks=U, ls=LS, sigma=SIGMA, mu=0.3, **(prior if with_prior else {}))
+    est = SampleVarianceEstimator().fit(X, Y, groups, estimator_kwargs=kwargs)
+    assert est._shared_prior()
+    Xn = np.random.default_rng(3).normal(size=(35, 3))
+    # The straightforward computation: each fit's own weights at the points.
+    means = np.stack([fit.mean(Xn) for fit in est._fits.values()])
+    K = kernel_matrix(matern52(LS), Xn, U)
+    raw = np.stack([K @ fit.variance_weights for fit in est._fits.values()])
+    obs = np.maximum(raw, 0.0).mean(axis=0)
+    if with_prior:  # the prior of the variance dips below 0: the clipping per sample matters
+        assert np.any(raw < 0)
+    assert _relative(est.group_means(Xn), means) < 1e-10
+    assert _relative(est.predict(Xn, diag=True, progress=False), means.var(axis=0, ddof=1)) < 1e-10
+    B = est.low_rank_factor(Xn)
+    centred = (means - means.mean(axis=0)) / np.sqrt(3)
+    assert _relative(B, np.transpose(centred, (2, 1, 0))) < 1e-10
+    assert _relative(est.obs_variance(Xn), obs) < 1e-10
