@@ -132,19 +132,14 @@ def fit_replicate(
     if prior is not None:
         R -= K @ prior
     c = _cell_solve(basis, R)
-    fit = ReplicateFit(landmarks, cov_func, Lp, None, basis.T @ c, mu, sigma, X.shape[0])
+    fit = ReplicateFit(landmarks, cov_func, Lp, None, None, mu, sigma, X.shape[0])
     fit.basis, fit.prior, fit.coefficients = basis, prior, c
-    if prior is not None:
-        fit.weights += prior
     if not obs_variance:
         return fit
     r2 = (sigma**2 * c) ** 2 / np.maximum(basis.one_minus_h, 1e-12)[:, None] ** 2
     if variance_prior is not None:
         r2 -= K @ variance_prior
     fit.variance_prior, fit.variance_coefficients = variance_prior, _cell_solve(basis, r2)
-    fit.variance_weights = basis.T @ fit.variance_coefficients
-    if variance_prior is not None:
-        fit.variance_weights += variance_prior
     return fit
 
 
@@ -155,6 +150,8 @@ def share_prior(fits) -> bool:
     predictions then split into one common part and one part per sample
     (:func:`replicate_predictions`).
     """
+    if not fits:
+        return False
     first = fits[0]
     return all(
         isinstance(f, ReplicateFit) and f.prior is first.prior
@@ -188,11 +185,13 @@ def _cell_solve(basis: ReplicateBasis, R: np.ndarray) -> np.ndarray:
 
 
 class ReplicateFit(FunctionFit):
-    """A :class:`FunctionFit` whose landmark factor ``LB`` is built on first use.
+    """A :class:`FunctionFit` whose landmark weights and factor ``LB`` are built on first use.
 
-    Replicate fits are read through their means and empirical variances;
-    ``LB`` (an ``m x m`` Cholesky factor) is needed only for their posterior
-    covariance or a mellon predictor, so it is not computed up front.
+    A sample variance estimator reads its replicate fits through their
+    cell-space coefficients (:func:`replicate_predictions`); the landmark
+    weights ``prior + T c`` (``m x n_genes`` each) and ``LB`` (an ``m x m``
+    Cholesky factor) are needed only for other uses, such as a mellon
+    predictor, so they are not computed up front.
     """
 
     basis: ReplicateBasis | None = None
@@ -213,3 +212,32 @@ class ReplicateFit(FunctionFit):
     @LB.setter
     def LB(self, value):
         self._LB = value
+
+    @property
+    def weights(self):
+        if self._weights is None and self.coefficients is not None:
+            self._weights = _landmark_weights(self.basis, self.prior, self.coefficients)
+        return self._weights
+
+    @weights.setter
+    def weights(self, value):
+        self._weights = value
+
+    @property
+    def variance_weights(self):
+        if self._variance_weights is None and self.variance_coefficients is not None:
+            self._variance_weights = _landmark_weights(self.basis, self.variance_prior,
+                                                       self.variance_coefficients)
+        return self._variance_weights
+
+    @variance_weights.setter
+    def variance_weights(self, value):
+        self._variance_weights = value
+
+
+def _landmark_weights(basis: ReplicateBasis, prior, coefficients) -> np.ndarray:
+    """``prior + T @ coefficients``: the landmark weights of a cell-space fit."""
+    weights = basis.T @ coefficients
+    if prior is not None:
+        weights += prior
+    return weights
