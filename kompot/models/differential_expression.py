@@ -178,7 +178,8 @@ class DifferentialExpression:
 
         Predictions are not computed here; call :meth:`predict`.
         ``function_kwargs`` go to :meth:`ExpressionModel.fit` (``mu``,
-        ``mean_weights``, ``variance_mean_weights``, ``jitter``, ``cov_func``).
+        ``mean_weights``, ``variance_mean_weights``, ``jitter``, ``cov_func``,
+        ``replicate_bases``).
         Everything learned by an earlier call is discarded first, so a refit
         equals a fit of a fresh instance.
 

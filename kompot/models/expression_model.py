@@ -14,7 +14,8 @@ from ..core.landmarks import shared_hyperparameters
 from ._fitted import not_fitted
 from .sample_variance import SampleVarianceEstimator, call_variance_predictor
 
-_FUNCTION_KWARGS = {"mu", "mean_weights", "variance_mean_weights", "jitter", "cov_func"}
+_FUNCTION_KWARGS = {"mu", "mean_weights", "variance_mean_weights", "jitter", "cov_func",
+                    "replicate_bases"}
 
 
 def _as_array(fn_out) -> np.ndarray:
@@ -129,8 +130,11 @@ class ExpressionModel:
         n_genes)``), ``variance_mean_weights`` (the same for the empirical
         variance, whose prior mean is otherwise 0), ``jitter`` and
         ``cov_func`` (a covariance object, e.g. one of mellon's, replacing
-        Matérn-5/2 with length scale ``ls``). Replicate samples' fits (mean and empirical
-        variance) revert to this condition's fit where a sample has few cells.
+        Matérn-5/2 with length scale ``ls``) and ``replicate_bases`` (a
+        :class:`~kompot.core.replicate_fits.ReplicateBases` cache of the
+        replicate samples' kernel factors, for refits of the same samples).
+        Replicate samples' fits (mean and empirical variance) revert to this
+        condition's fit where a sample has few cells.
 
         With ``sample_indices`` a :class:`SampleVarianceEstimator` is fitted
         on the replicate samples (unless ``variance_predictor`` was given);
@@ -176,16 +180,16 @@ class ExpressionModel:
         if sample_indices is not None and self.variance_predictor is None:
             self.variance_predictor_ = self._fit_sample_variance(
                 X, y, sample_indices, sample_estimator_ls, allow_single_condition_variance,
-                mu=function_kwargs.get("mu", 0.0),
+                mu=function_kwargs.get("mu", 0.0), bases=function_kwargs.get("replicate_bases"),
             )
         self._fitted = True
         return self
 
-    def _fit_sample_variance(self, X, y, sample_indices, sample_ls, allow_single, mu):
+    def _fit_sample_variance(self, X, y, sample_indices, sample_ls, allow_single, mu, bases):
         """A :class:`SampleVarianceEstimator` on this condition's samples, or ``None``."""
         # The samples' fits read the expression in blocks as large as this fit's.
         kwargs = {"landmarks": self.landmarks_, "sigma": self.sigma_, "jitter": self._jitter,
-                  "mu": mu, "batch_size": max(self.batch_size, 2000)}
+                  "mu": mu, "batch_size": max(self.batch_size, 2000), "replicate_bases": bases}
         if self._fit is not None and not sample_ls:
             # A sample with few cells in some state then reverts to its
             # condition there, instead of to a constant: it adds no

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ..core.blocks import block_slices
 from ..core.cell_rows import stack_rows, take_genes, take_rows
 from ..core.covariates import covariate_effects, identifiable, remove_covariate_effects
+from ..core.replicate_fits import ReplicateBases
 from .covariate_adjustment import adjust_for_covariates, state_groups
 from .differential_expression import DifferentialExpression
 from .null import (
@@ -194,13 +195,15 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice) -> list[np.nda
 
     Refits reuse the real fit's landmarks, length scale and pooled prior
     weights: the union of the cells, and so the pooled fit, is the same under
-    any relabelling.
+    any relabelling. Whole samples keep their cells under any relabelling, so
+    their kernel factors are computed once and shared by the refits.
     """
     null = plan.null
     # A view of the same storage when Y1 and Y2 are CellRows views: no copy.
     Y = stack_rows(take_rows(Y1, null.order1), take_rows(Y2, null.order2))
     priors = dict(mean_weights=model.prior_mean_weights_,
                   variance_mean_weights=model.prior_variance_weights_)
+    bases = ReplicateBases()
     out = []
     draws = zip(null.partitions, null.genes, strict=True)
     for (mask, s1, s2), drawn in tqdm(draws, total=len(null.genes), desc="null permutations",
@@ -209,7 +212,7 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice) -> list[np.nda
         if local.size == 0:
             out.append(np.empty(0))
             continue
-        kwargs = {**plan.fit_kwargs,
+        kwargs = {**plan.fit_kwargs, "replicate_bases": bases,
                   **{k: None if w is None else np.asarray(w)[:, local] for k, w in priors.items()}}
         Yg = take_genes(Y, local)
         (rows1, s1), (rows2, s2) = _reading_order(Y, mask, s1), _reading_order(Y, ~mask, s2)

@@ -18,13 +18,19 @@ from .._warnings import KompotInputWarning, KompotRuntimeWarning, warn_inert_par
 from ..core.blocks import block_slices
 from ..core.cell_rows import take_rows
 from ..core.density import fit_density, prior_mean
-from ..core.function_gp import fit_function
+from ..core.function_gp import fit_function, landmark_cholesky
 from ..core.kernel import kernel_matrix, matern52
 from ..core.landmarks import (
     DEFAULT_N_LANDMARKS,
     length_scale,
     nearest_neighbor_distances,
     select_landmarks,
+)
+from ..core.replicate_fits import (
+    fit_replicate,
+    replicate_predictions,
+    share_prior,
+    uses_cell_space,
 )
 from ._fitted import not_fitted
 
@@ -33,7 +39,7 @@ _ESTIMATOR_TYPES = ("function", "density")
 _MAX_DENSE_BYTES = 4 * 1024**3
 _SUPPORTED_KWARGS = {"landmarks", "ls", "sigma", "mu", "mean_weights", "variance_mean_weights",
                      "d", "jitter", "cov_func", "n_landmarks", "random_state", "obs_variance",
-                     "batch_size"}
+                     "batch_size", "replicate_bases"}
 
 
 class SampleVarianceEstimator:
@@ -124,8 +130,10 @@ class SampleVarianceEstimator:
         ``mu``, ``mean_weights`` and ``variance_mean_weights`` (function
         estimators: prior means ``K(x, landmarks) @ weights`` of every group's
         mean and empirical variance), ``d``, ``jitter``, ``cov_func``, ``n_landmarks``,
-        ``random_state``; missing landmarks and length scale are computed
-        from all of ``X`` so that every group shares them.
+        ``random_state`` and ``replicate_bases`` (a
+        :class:`~kompot.core.replicate_fits.ReplicateBases` cache that refits
+        of the same samples share); missing landmarks and length scale are
+        computed from all of ``X`` so that every group shares them.
 
         Raises
         ------
@@ -155,11 +163,14 @@ class SampleVarianceEstimator:
                 ls = length_scale(nearest_neighbor_distances(X), ls_factor)
             cov_func = matern52(ls)
         jitter = kwargs.get("jitter", 1e-6)
+        if self.estimator_type == "function":
+            # One landmark factor for all groups (they share landmarks and kernel).
+            kwargs["Lp"] = landmark_cholesky(landmarks, cov_func, jitter)
         fits = {}
         for g in valid:
             mask = groups == g
             fits[g] = self._fit_group(X[mask], None if Y is None else take_rows(Y, mask), landmarks,
-                                      cov_func, jitter, kwargs)
+                                      cov_func, jitter, {**kwargs, "label": g})
         self._fits, self.groups_, self.n_groups = fits, np.asarray(valid), len(valid)
         self.landmarks_, self.cov_func_, self._jitter = landmarks, cov_func, jitter
         return self
@@ -182,6 +193,14 @@ class SampleVarianceEstimator:
 
     def _fit_group(self, X, Y, landmarks, cov_func, jitter, kwargs):
         """One sample's fit on the shared landmarks and covariance."""
+        if self.estimator_type == "function" and uses_cell_space(X.shape[0], landmarks.shape[0]):
+            return fit_replicate(
+                X, Y, landmarks, cov_func, kwargs["Lp"], sigma=kwargs.get("sigma", 1.0),
+                mu=kwargs.get("mu", 0.0), mean_weights=kwargs.get("mean_weights"),
+                variance_mean_weights=kwargs.get("variance_mean_weights"),
+                obs_variance=kwargs.get("obs_variance", True),
+                bases=kwargs.get("replicate_bases"), label=kwargs["label"],
+            )
         if self.estimator_type == "function":
             return fit_function(
                 X, Y, landmarks, cov_func,
@@ -224,6 +243,9 @@ class SampleVarianceEstimator:
         """Each group's prediction at ``X``: shape (K, n, G) (G = 1 for density)."""
         self._check_fitted()
         K = kernel_matrix(self.cov_func_, X, self.landmarks_) if K is None else K
+        if self._shared_prior():
+            common, parts = replicate_predictions(list(self._fits.values()), K)
+            return np.stack([common + part for part in parts])
         out = []
         for fit in self._fits.values():
             if self.estimator_type == "function":
@@ -232,9 +254,25 @@ class SampleVarianceEstimator:
                 out.append((fit.mu + K @ fit.weights - np.log(fit.n_obs))[:, None])
         return np.stack(out)
 
+    def _shared_prior(self) -> bool:
+        """Whether the groups' predictions differ only by their own parts (cell-space fits)."""
+        return self.estimator_type == "function" and share_prior(list(self._fits.values()))
+
+    def _spread(self, X: np.ndarray, K: np.ndarray | None) -> np.ndarray:
+        """The groups' predictions at ``X`` less a part they share: what their spread is made of.
+
+        That is all of them for fits without a shared prior, else only each
+        sample's own part (the same deviations from the mean, exactly in
+        arithmetic, at a fraction of the cost).
+        """
+        if not self._shared_prior():
+            return self.group_means(X, K)
+        K = kernel_matrix(self.cov_func_, X, self.landmarks_) if K is None else K
+        return np.stack(replicate_predictions(list(self._fits.values()), K)[1])
+
     def low_rank_factor(self, X: np.ndarray, K: np.ndarray | None = None) -> np.ndarray:
         """``B`` of shape (G, n, K) with ``B[g] @ B[g].T`` the covariance over ``X`` of gene g."""
-        F = self.group_means(X, K)
+        F = self._spread(X, K)
         B = (F - F.mean(axis=0, keepdims=True)) / np.sqrt(self.n_groups - 1)
         return np.transpose(B, (2, 1, 0))
 
@@ -242,6 +280,13 @@ class SampleVarianceEstimator:
         """Mean over samples of the within-sample empirical variance, (n, G)."""
         self._check_fitted()
         K = kernel_matrix(self.cov_func_, X, self.landmarks_) if K is None else K
+        if self._shared_prior():
+            common, parts = replicate_predictions(list(self._fits.values()), K, variance=True)
+            total = np.zeros((K.shape[0], parts[0].shape[1]))
+            for part in parts:
+                part += common
+                total += np.maximum(part, 0.0)
+            return total / len(parts)
         per_group = [fit.obs_variance(K=K, X=X) for fit in self._fits.values()]
         return np.mean(per_group, axis=0)
 
@@ -257,7 +302,7 @@ class SampleVarianceEstimator:
         if diag:
             parts = []
             for s in block_slices(n, 2000, progress=progress, desc="sample variance"):
-                F = self.group_means(X_new[s])
+                F = self._spread(X_new[s], None)
                 parts.append(np.var(F, axis=0, ddof=1))
             return np.concatenate(parts, axis=0)
         B = self.low_rank_factor(X_new)  # (G, n, K)
