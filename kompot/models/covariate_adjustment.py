@@ -47,10 +47,16 @@ def adjust_for_covariates(X1, Y1, Z1, X2, Y2, Z2, *, names=None, random_state=0)
     per-gene effects (covariates x genes).
     """
     Z, strata = _design_and_strata(X1, Z1, X2, Z2, random_state)
+    return adjusted_pair(Y1, Y2, Z, strata, names=names)
+
+
+def adjusted_pair(Y1, Y2, Z: np.ndarray, strata: np.ndarray, *, names=None):
+    """``(Y1_adjusted, Y2_adjusted, gamma)`` given the stacked design and strata of both groups."""
     gamma = covariate_effects([Y1, Y2], Z, strata, names=names)
     centre = Z.mean(axis=0)
-    return (remove_covariate_effects(Y1, Z[: len(X1)], gamma, centre),
-            remove_covariate_effects(Y2, Z[len(X1):], gamma, centre), gamma)
+    n1 = Y1.shape[0]
+    return (remove_covariate_effects(Y1, Z[:n1], gamma, centre),
+            remove_covariate_effects(Y2, Z[n1:], gamma, centre), gamma)
 
 
 def check_covariates(X1, Z1, X2, Z2, *, names=None, random_state=0) -> None:

@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 
 from ..core.blocks import block_slices
 from ..core.cell_rows import stack_rows, take_genes, take_rows
-from ..core.covariates import covariate_effects, identifiable, remove_covariate_effects
+from ..core.covariates import identifiable
 from ..core.replicate_fits import ReplicateBases
-from .covariate_adjustment import adjust_for_covariates, state_groups
+from .covariate_adjustment import adjust_for_covariates, adjusted_pair, state_groups
 from .differential_expression import DifferentialExpression
 from .null import (
     MIN_GENES_FOR_RESCALING,
@@ -230,12 +230,8 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice) -> list[np.nda
 def _adjusted_split(null: NullPlan, rows1, rows2, Y1, Y2):
     """Both permuted groups' expression with the covariates' effects (learned for this split) removed."""
     rows = np.r_[rows1, rows2]
-    Z = null.covariates[rows]
     strata = null.state_groups[rows] * 2 + np.r_[np.zeros(len(rows1), int), np.ones(len(rows2), int)]
-    gamma = covariate_effects([Y1, Y2], Z, strata)
-    centre = Z.mean(axis=0)
-    return (remove_covariate_effects(Y1, Z[: len(rows1)], gamma, centre),
-            remove_covariate_effects(Y2, Z[len(rows1):], gamma, centre))
+    return adjusted_pair(Y1, Y2, null.covariates[rows], strata)[:2]
 
 
 def pooled_null(block_nulls: list[list[np.ndarray]], rescale_to: np.ndarray | None) -> np.ndarray:
