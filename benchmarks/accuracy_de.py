@@ -79,6 +79,7 @@ PEER_TIMEOUT = 900  # s; a peer run past this is recorded as a timeout
 # key -> (environment, child method, data uses replicate effects, sample_col)
 METHODS = {
     "ours_samples": ("ours", "ours", True, "sample"),
+    "ours_samples_plain": ("ours", "ours", True, "sample"),
     "ours_nosamples": ("ours", "ours", False, None),
     "peer_nosamples": ("peer", "peer", False, None),
     "peer_samples": ("peer", "peer", True, "sample"),
@@ -91,9 +92,12 @@ METHODS = {
 # Methods that adjust for the planted batch (designs with --batch-strength only).
 COVARIATES = {"ours_samples_cov": "batch", "ours_nosamples_cov": "batch",
               "deseq2_samples_cov": "batch"}
+# Run with moderate_replicates=False: the replicate statistic before 2026-12-04.
+UNMODERATED = {"ours_samples_plain"}
 # table rows: (label, method key, which q: "q" | "local_fdr" | None)
 ROWS = (
     ("ours, `sample_col='sample'` (tail FDR)", "ours_samples", "q"),
+    ("ours, `sample_col='sample'`, `moderate_replicates=False`", "ours_samples_plain", "q"),
     ("ours, no samples (tail FDR)", "ours_nosamples", "q"),
     ("kompot 0.8.0, no samples (tail FDR)", "peer_nosamples", "q"),
     ("kompot 0.8.0, no samples (local fdr; its `is_de` at 0.05)", "peer_nosamples", "local_fdr"),
@@ -117,6 +121,7 @@ class Design:
     da_strength: float = 2.0  # log abundance change of the planted regions (toy's default)
     batch_strength: float = 0.0  # datasets.with_batch_effect's strength (0: no batch)
     obsm_key: str = "DM_EigenVectors"  # kompot's representation; "X_umap": toy's noise-free plane
+    replicate_spread: float = 0.0  # toy's spread of the genes' replicate-effect sizes
 
     @property
     def tag(self) -> str:
@@ -128,6 +133,8 @@ class Design:
             tag += f"_da{self.da_strength:g}"
         if self.batch_strength:
             tag += f"_batch{self.batch_strength:g}"
+        if self.replicate_spread:
+            tag += f"_spread{self.replicate_spread:g}"
         return tag.replace(".", "p")  # a dot would start the cache files' suffix
 
     @property
@@ -144,6 +151,8 @@ class Design:
             extra.append(f"planted batch effect {self.batch_strength:g}")
         if self.obsm_key != "DM_EigenVectors":
             extra.append(f"kompot on obsm[{self.obsm_key!r}]")
+        if self.replicate_spread:
+            extra.append(f"replicate spread {self.replicate_spread:g}")
         return SECTION + (f" ({', '.join(extra)})" if extra else "")
 
     def options(self) -> str:
@@ -159,6 +168,8 @@ class Design:
             out += f" --batch-strength {self.batch_strength:g}"
         if self.obsm_key != "DM_EigenVectors":
             out += f" --obsm-key {self.obsm_key}"
+        if self.replicate_spread:
+            out += f" --replicate-spread {self.replicate_spread:g}"
         return out
 
     def methods(self) -> list[str]:
@@ -177,7 +188,8 @@ def make_data(design, seed, rep):
 
         a = kompot.datasets.toy(n_cells=design.n_cells, n_genes=design.n_genes,
                                 n_samples=design.n_samples, da_strength=design.da_strength,
-                                seed=seed, replicate_effects=rep)
+                                seed=seed, replicate_effects=rep,
+                                replicate_spread=design.replicate_spread if rep else 0.0)
         if design.batch_strength:
             a = kompot.datasets.with_batch_effect(a, n_genes=N_BATCH_GENES,
                                                   strength=design.batch_strength, seed=seed)
@@ -214,6 +226,8 @@ def run_one(key, design, seed):
         cmd += ["--sample-col", sample_col]
     if key in COVARIATES:
         cmd += ["--covariates", COVARIATES[key]]
+    if key in UNMODERATED:
+        cmd += ["--no-moderation"]
     if design.obsm_key != "DM_EigenVectors":
         cmd += ["--obsm-key", design.obsm_key]
     if env_name == "ours":
@@ -309,6 +323,10 @@ def describe_data(design, seeds):
                  f"{_batch_split(a, 'treated')} samples in A/B), {N_BATCH_GENES} null genes' "
                  f"counts scaled by exp(±{design.batch_strength:g}) in batch B; batch genes "
                  "count as false calls")
+    if design.replicate_spread:
+        batch += (f"; genes differ in how much their samples vary (`replicate_spread="
+                  f"{design.replicate_spread:g}`: each gene's sample shifts scaled by "
+                  f"exp({design.replicate_spread:g} z), z standard normal)")
     return (f"{design.n_samples} vs {design.n_samples} samples, abundance change "
             f"da_strength={design.da_strength:g}{batch}; "
             f"{int(a.var['is_de'].sum())} of {a.n_vars} genes planted, the change confined to "
@@ -409,6 +427,8 @@ def main():
                    help="plant a batch effect of this strength on 50 genes (0: none)")
     p.add_argument("--obsm-key", default="DM_EigenVectors",
                    help="kompot's representation (X_umap: toy's noise-free latent plane)")
+    p.add_argument("--replicate-spread", type=float, default=0.0,
+                   help="toy's replicate_spread: genes differ in how much their samples vary")
     p.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
                    help="default: all that apply to the design")
     p.add_argument("--report", action="store_true", help="only aggregate cached runs")
@@ -418,7 +438,7 @@ def main():
     if a.smoke:
         a.seeds, a.n_cells, a.n_genes, a.no_write = [0], 1000, 200, True
     design = Design(a.n_cells, a.n_genes, a.n_samples, a.da_strength, a.batch_strength,
-                    a.obsm_key)
+                    a.obsm_key, a.replicate_spread)
     a.methods = a.methods or design.methods()
     RUNS.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()

@@ -30,14 +30,14 @@ C1, C2 = "control", "treated"
 MIN_CELLS = 10  # pseudobulk: a sample enters a cluster's test with at least this many cells
 
 
-def run_ours(adata, sample_col, covariates=None, obsm_key="DM_EigenVectors"):
+def run_ours(adata, sample_col, covariates=None, obsm_key="DM_EigenVectors", moderate=True):
     import kompot
     from kompot._keys import DEKeys
 
     t0 = time.perf_counter()
     kompot.tl.compute_differential_expression(adata, "condition", C1, C2, sample_col=sample_col,
                                               covariates=covariates, obsm_key=obsm_key,
-                                              progress=False,
+                                              moderate_replicates=moderate, progress=False,
                                               store_layers=False)
     runtime = time.perf_counter() - t0
     k = DEKeys("kompot_de", C1, C2)
@@ -153,6 +153,8 @@ def main():
     p.add_argument("--sample-col", default=None)
     p.add_argument("--covariates", default=None, help="one obs column to adjust for")
     p.add_argument("--obsm-key", default="DM_EigenVectors", help="kompot's representation")
+    p.add_argument("--no-moderation", action="store_true",
+                   help="ours: moderate_replicates=False (the method before 2026-12-04)")
     a = p.parse_args()
 
     import anndata as ad
@@ -162,7 +164,8 @@ def main():
     sample_col = a.sample_col if a.method != "deseq2" else (a.sample_col or "sample")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res, meta = run(adata, sample_col, a.covariates, a.obsm_key)
+        extra = {"moderate": False} if a.no_moderation else {}
+        res, meta = run(adata, sample_col, a.covariates, a.obsm_key, **extra)
     np.savez(a.out, **res)
     meta["warnings"] = sorted({f"{w.category.__name__}: {str(w.message)[:160]}" for w in caught})
     meta["runtime"] = res["runtime"]

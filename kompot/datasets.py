@@ -298,6 +298,7 @@ def toy(
     da_strength: float = 2.0,
     de_strength: float = 1.5,
     replicate_effects: bool = True,
+    replicate_spread: float = 0.0,
     seed: int = 0,
 ) -> ad.AnnData:
     """Two conditions on a branching trajectory, with planted abundance and expression changes.
@@ -331,6 +332,13 @@ def toy(
         and sequencing depth. With ``False`` the samples of a condition are
         exchangeable draws, so an analysis that ignores ``sample`` is valid;
         everything else (cells, genes, planted effects) is unchanged.
+    replicate_spread
+        How much the genes differ in the size of their samples' expression
+        shifts: each gene's shifts are scaled by ``exp(replicate_spread * z)``
+        with ``z`` standard normal per gene (0: all genes alike; 1: a gene at
+        one standard deviation varies 2.7 times as much between samples as
+        a typical one). Drawn from a stream of its own, so the data at 0 are
+        those of earlier versions.
     seed
         Seed of the random generator; equal seeds give identical data.
 
@@ -363,8 +371,11 @@ def toy(
     da_strength, de_strength, replicate_scale = _check_effects(
         da_strength, de_strength, replicate_effects
     )
+    replicate_spread = _check_finite(replicate_spread, "replicate_spread")
+    if replicate_spread < 0:
+        raise ValueError(f"`replicate_spread` must be >= 0, got {replicate_spread}.")
     sim = _simulate(n_cells, n_genes, n_de_genes, n_samples, n_dims, da_strength, de_strength,
-                    replicate_scale, seed)
+                    replicate_scale, seed, replicate_spread)
     adata = _assemble(sim, n_samples)
     adata.uns["toy_params"] = {
         "n_cells": n_cells,
@@ -375,6 +386,7 @@ def toy(
         "da_strength": da_strength,
         "de_strength": de_strength,
         "replicate_effects": replicate_effects,
+        "replicate_spread": replicate_spread,
         "seed": seed,
     }
     adata.uns["toy_truth"] = {"background_log_density_ratio": sim.background}
@@ -444,11 +456,13 @@ def _simulate(
     de_strength: float,
     replicate_scale: float,
     seed: int,
+    replicate_spread: float = 0.0,
 ) -> _Simulation:
     """Cells, cell states, genes and counts, each from its own random stream."""
     # Independent streams: e.g. the gene programmes stay the same when only
     # the number of cells changes.
-    layout_seq, cells_seq, genes_seq, mc_seq, counts_seq = np.random.SeedSequence(seed).spawn(5)
+    layout_seq, cells_seq, genes_seq, mc_seq, counts_seq, spread_seq = (
+        np.random.SeedSequence(seed).spawn(6))
     rng_layout, rng_cells = np.random.default_rng(layout_seq), np.random.default_rng(cells_seq)
     centres = _basis_centres()
 
@@ -470,6 +484,9 @@ def _simulate(
         centres, replicate_scale,
     )
     log_depth += genes.depth_shift[sample_code]
+    if replicate_spread:
+        sizes = np.exp(replicate_spread * np.random.default_rng(spread_seq).normal(size=n_genes))
+        genes.sample_shift[:] *= sizes  # the array, not the frozen field
     de_weight = _region_weight(latent, _DE_REGION) * (condition_code == 1)
     basis = _rbf(latent, centres)
 

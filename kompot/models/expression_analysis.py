@@ -9,6 +9,8 @@ AnnData; an array user gets the same numbers from them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..core.fdr import fdr_dataframe
@@ -35,6 +37,7 @@ def run_differential_expression(
     condition1_sample_indices: np.ndarray | None = None,
     condition2_sample_indices: np.ndarray | None = None,
     allow_single_condition_variance: bool = False,
+    moderate_replicates: bool = True,
     condition1_covariates: np.ndarray | None = None,
     condition2_covariates: np.ndarray | None = None,
     covariate_names=None,
@@ -83,6 +86,13 @@ def run_differential_expression(
         Replicate sample of each cell of ``Y1`` and ``Y2``, or ``None``.
     allow_single_condition_variance
         Allow one condition without replicates.
+    moderate_replicates
+        With sample indices, shrink each gene's replicate covariance towards
+        what all genes share (empirical Bayes; learned from a pilot of up
+        to 500 genes, :mod:`kompot.models.replicate_prior`) before the
+        distances are computed, in the real fit and in the null alike.
+        With few samples per condition this is what gives the test its power
+        (``docs/significance.md``).
     condition1_covariates, condition2_covariates
         Numeric covariate design (cells x covariates) of the rows of ``Y1``
         and ``Y2``, or ``None``. Their per-gene linear effects, learned within
@@ -165,6 +175,8 @@ def run_differential_expression(
             layers=layers, predict_chunk=predict_chunk, null=null, covariates=covariates,
             keep_model=in_process and len(blocks) == 1,
             progress=progress and in_process and len(blocks) == 1)
+        if moderate_replicates:
+            plan = replace(plan, replicate_prior=gene_blocks.plan_replicate_prior(plan, Y1, Y2))
         parts = executor.map(gene_blocks.fit_gene_block, plan, blocks, progress=progress,
                              desc="DE gene blocks")
     values = _joined(parts, X.shape[0], Y1.shape[1])

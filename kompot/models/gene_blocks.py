@@ -25,6 +25,7 @@ from ..core.blocks import block_slices
 from ..core.cell_rows import stack_rows, take_genes, take_rows
 from ..core.covariates import identifiable
 from ..core.replicate_fits import ReplicateBases
+from ..core.replicate_moderation import ReplicatePrior
 from .covariate_adjustment import adjust_for_covariates, adjusted_pair, state_groups
 from .differential_expression import DifferentialExpression
 from .null import (
@@ -36,6 +37,7 @@ from .null import (
     label_partitions,
     state_strata,
 )
+from .replicate_prior import learn_replicate_prior, pilot_genes, replicate_distances
 
 logger = logging.getLogger("kompot")
 
@@ -97,6 +99,7 @@ class GeneBlockPlan:
     covariates: tuple | None = None  # (design of condition 1, of condition 2, column names)
     keep_model: bool = False
     progress: bool = False
+    replicate_prior: ReplicatePrior | None = None  # moderates every gene's replicate covariance
 
 
 def plan_null(X1, Y1, X2, Y2, samples, landmarks, *, n_permutations, n_null_genes,
@@ -150,22 +153,40 @@ def fit_gene_block(plan: GeneBlockPlan, block) -> dict:
     """
     genes, Y1, Y2 = block
     X, mask1, mask2 = plan.X, plan.mask1, plan.mask2
-    A1, A2 = Y1, Y2
-    if plan.covariates is not None:
-        Z1, Z2, names = plan.covariates
-        A1, A2, _ = adjust_for_covariates(X[mask1], Y1, Z1, X[mask2], Y2, Z2, names=names)
-    model = DifferentialExpression(**plan.de_kwargs)
-    model.fit(X[mask1], A1, X[mask2], A2, condition1_sample_indices=plan.samples[0],
-              condition2_sample_indices=plan.samples[1], **plan.fit_kwargs)
+    model = _fitted_model(plan, Y1, Y2)
     mean_lfc, layers = predict_in_chunks(model, X, mask1 | mask2, plan.layers, plan.progress,
                                          plan.predict_chunk)
     out = dict(mean_lfc=mean_lfc, layers=layers,
-               mahalanobis=model.compute_mahalanobis_distances(X, progress=plan.progress))
+               mahalanobis=replicate_distances(model, plan.replicate_prior, plan.progress))
     if plan.null is not None:
         out["null"] = _block_null(plan, model, Y1, Y2, genes)
     if plan.keep_model:
         out["model"] = model
     return out
+
+
+def _fitted_model(plan: GeneBlockPlan, Y1, Y2) -> DifferentialExpression:
+    """Both conditions fitted to these genes with the real labels (covariates removed first)."""
+    X, mask1, mask2 = plan.X, plan.mask1, plan.mask2
+    if plan.covariates is not None:
+        Z1, Z2, names = plan.covariates
+        Y1, Y2, _ = adjust_for_covariates(X[mask1], Y1, Z1, X[mask2], Y2, Z2, names=names)
+    model = DifferentialExpression(**plan.de_kwargs)
+    model.fit(X[mask1], Y1, X[mask2], Y2, condition1_sample_indices=plan.samples[0],
+              condition2_sample_indices=plan.samples[1], **plan.fit_kwargs)
+    return model
+
+
+def plan_replicate_prior(plan: GeneBlockPlan, Y1, Y2) -> ReplicatePrior | None:
+    """The replicate prior learned from a pilot of the genes; ``None`` without samples.
+
+    Fitted here, before the blocks, so that every block and every
+    permutation uses the same prior however the genes are split.
+    """
+    if plan.samples[0] is None and plan.samples[1] is None:
+        return None
+    genes = pilot_genes(Y1.shape[1])
+    return learn_replicate_prior(_fitted_model(plan, take_genes(Y1, genes), take_genes(Y2, genes)))
 
 
 def predict_in_chunks(model, X, in_pair, layers, progress, chunk):
@@ -223,7 +244,7 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice) -> list[np.nda
         de = DifferentialExpression(**plan.de_kwargs)
         de.fit(null.X[rows1], A1, null.X[rows2], A2,
                condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
-        out.append(de.compute_mahalanobis_distances(de.landmarks_, progress=False))
+        out.append(replicate_distances(de, plan.replicate_prior))
     return out
 
 

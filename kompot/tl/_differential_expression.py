@@ -37,6 +37,7 @@ def compute_differential_expression(
     sigma: float = 1.0,
     use_empirical_variance: bool = True,
     allow_single_condition_variance: bool = False,
+    moderate_replicates: bool = True,
     fdr: bool = True,
     fdr_threshold: float = 0.05,
     n_permutations: int = N_PERMUTATIONS,
@@ -119,6 +120,14 @@ def compute_differential_expression(
     allow_single_condition_variance
         With ``sample_col``, allow one condition without replicates; the
         other condition's replicate variance then stands in for both.
+    moderate_replicates
+        With ``sample_col``, shrink each gene's replicate covariance towards
+        what all genes share (empirical Bayes, as limma moderates variances)
+        before the distances are computed. With two to five samples per
+        condition a gene's own replicate covariance is estimated from almost
+        nothing; moderation is what gives the test its power there, and the
+        null applies it too, so the FDR stays calibrated
+        (``docs/significance.md``). Ignored without ``sample_col``.
     fdr
         Compute p-values and false-discovery rates from the permutation null.
     fdr_threshold
@@ -229,6 +238,7 @@ def compute_differential_expression(
         X, mask1, mask2, inp.finite_rows(cells, mask1, what), inp.finite_rows(cells, mask2, what),
         condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
         allow_single_condition_variance=allow_single_condition_variance,
+        moderate_replicates=inp.check_bool(moderate_replicates, "moderate_replicates"),
         condition1_covariates=designs[0], condition2_covariates=designs[1],
         covariate_names=names,
         use_empirical_variance=use_empirical_variance, layers=store_layers,

@@ -63,6 +63,13 @@ def check_nonnegative(value, name: str) -> float:
     return float(value)
 
 
+def check_bool(value, name: str) -> bool:
+    """``value`` as a bool; anything but True or False raises."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"`{name}` must be True or False, got {value!r}.")
+    return bool(value)
+
+
 def check_random_state(random_state) -> int | None:
     if random_state is None:
         return None

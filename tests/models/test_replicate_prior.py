@@ -1,0 +1,77 @@
+"""Moderated replicate covariance in DE: the distances, and one prior for all gene blocks."""
+
+import numpy as np
+import pytest
+
+import kompot
+from kompot import DifferentialExpression
+from kompot.core.replicate_moderation import moderate_low_rank, reference_variance
+from kompot.models import run_differential_expression
+from kompot.models.replicate_prior import learn_replicate_prior, pilot_genes, replicate_distances
+
+C1, C2 = "control", "treated"
+
+
+@pytest.fixture(scope="module")
+def data():
+    adata = kompot.datasets.toy(n_cells=300, n_genes=40, n_de_genes=8, seed=5)
+    X = np.asarray(adata.obsm["DM_EigenVectors"], np.float64)
+    treated = (adata.obs["condition"] == C2).to_numpy()
+    Y = np.asarray(adata.X, np.float64)
+    samples = adata.obs["sample"].astype(str).to_numpy()
+    return X, ~treated, treated, Y, samples
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    X, m1, m2, Y, s = data
+    de = DifferentialExpression(n_landmarks=25, random_state=0)
+    de.fit(X[m1], Y[m1], X[m2], Y[m2], condition1_sample_indices=s[m1],
+           condition2_sample_indices=s[m2])
+    return de
+
+
+def test_moderated_distances_equal_a_dense_solve(model):
+    prior = learn_replicate_prior(model)
+    assert prior is not None and 0.0 <= prior.weight < 1.0
+    got = replicate_distances(model, prior)
+    delta, shared, low_rank, diag = model.mahalanobis_terms(model.landmarks_)
+    B = moderate_low_rank(low_rank, reference_variance(diag, low_rank.shape[0]), prior)
+    for g in range(delta.shape[1]):
+        cov = shared + np.diag(diag[:, g]) + B[g] @ B[g].T
+        want = np.sqrt(delta[:, g] @ np.linalg.solve(cov, delta[:, g]))
+        assert got[g] == pytest.approx(want, rel=1e-8)
+    np.testing.assert_array_equal(model.mahalanobis_distances, got)
+    # Moderation moves the distances: genes whose samples agreed by chance lose most.
+    plain = model.compute_mahalanobis_distances(model.landmarks_, progress=False)
+    assert not np.allclose(plain, got, rtol=1e-3)
+
+
+def test_without_samples_there_is_nothing_to_moderate(data):
+    X, m1, m2, Y, _ = data
+    de = DifferentialExpression(n_landmarks=25, random_state=0)
+    de.fit(X[m1], Y[m1], X[m2], Y[m2])
+    assert learn_replicate_prior(de) is None
+    np.testing.assert_array_equal(replicate_distances(de, None),
+                                  de.compute_mahalanobis_distances(de.landmarks_, progress=False))
+
+
+def test_every_gene_block_uses_one_prior(data):
+    X, m1, m2, Y, s = data
+    kwargs = dict(condition1_sample_indices=s[m1], condition2_sample_indices=s[m2],
+                  n_landmarks=25, n_permutations=3, n_null_genes=20, layers=False)
+    one = run_differential_expression(X, m1, m2, Y[m1], Y[m2], **kwargs).values
+    blocks = run_differential_expression(X, m1, m2, Y[m1], Y[m2], gene_block_size=7,
+                                         **kwargs).values
+    for name in ("mahalanobis", "pvalue", "tail_fdr"):
+        np.testing.assert_allclose(blocks[name], one[name], rtol=1e-10, err_msg=name)
+    plain = run_differential_expression(X, m1, m2, Y[m1], Y[m2], moderate_replicates=False,
+                                        **kwargs).values
+    assert not np.allclose(plain["mahalanobis"], one["mahalanobis"], rtol=1e-3)
+
+
+def test_pilot_genes_spread_over_the_panel():
+    np.testing.assert_array_equal(pilot_genes(5, size=10), np.arange(5))
+    picked = pilot_genes(10_000, size=500)
+    assert len(picked) == 500 and picked[0] == 0 and picked[-1] == 9_999
+    assert np.all(np.diff(picked) >= 19)
