@@ -7,14 +7,14 @@ import numpy as np
 
 from .._keys import DEKeys
 from ..models import run_differential_expression
-from ..models.expression_analysis import PREDICT_CHUNK
 from . import _inputs as inp
 from ._defaults import DE_LS_FACTOR, N_LANDMARKS, N_NULL_GENES, N_PERMUTATIONS, OBSM_KEY
 from ._input_meaning import check_expression_scale, informative_columns, log1p_base
 from ._record import make_record, write_result
 
-# Cells predicted at once (read at call time, so that tests can shrink it).
-_PREDICT_CHUNK = PREDICT_CHUNK
+# Cells predicted at once; None: from kompot.settings.memory_budget (read at
+# call time, so that tests can shrink it).
+_PREDICT_CHUNK = None
 
 
 def compute_differential_expression(
