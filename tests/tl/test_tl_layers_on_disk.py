@@ -76,3 +76,26 @@ def test_layers_on_disk_round_trip(small, on_disk, tmp_path_factory, fmt):
         np.testing.assert_array_equal(back.layers[name], adata.layers[name].compute())
         assert np.isnan(back.layers[name][:, 12:]).all()  # genes not analysed
     pd.testing.assert_frame_equal(back.var, adata.var, check_index_type=False)
+
+
+def test_plots_read_layers_on_disk(small, on_disk):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kompot.pl._heatmap import group_means
+
+    adata = small.copy()
+    kompot.tl.compute_differential_expression(adata, "condition", C1, C2, **RUN)
+    in_memory = adata.copy()
+    for name in _layer_names():
+        in_memory.layers[name] = adata.layers[name].compute()
+    genes = list(small.var_names[:6])
+    groups = adata.obs["cell_type"].astype("category")
+    pd.testing.assert_frame_equal(group_means(adata, KEYS.fold_change, genes, groups),
+                                  group_means(in_memory, KEYS.fold_change, genes, groups))
+    ax = kompot.pl.heatmap(adata, groupby="cell_type", genes=genes, show=False)
+    assert ax is not None
+    kompot.pl.expression(adata, genes[0], show=False)
+    plt.close("all")
