@@ -150,12 +150,13 @@ def run_differential_expression(
     _check_conditions(X[mask1], Y1, X[mask2], Y2)
     store = layer_store_for(layer_store, X.shape[0], Y1.shape[1],
                             len(gene_blocks.LAYERS)) if layers else None
-    predict_chunk = predict_chunk or predict_chunk_size(X.shape[0], Y1.shape[1], layers)
     # Fixed once for all gene blocks (DifferentialExpression.fit would choose
     # the same from the same cells and seed).
     landmarks, ls = shared_hyperparameters(
         [X[mask1], X[mask2]], n_landmarks=n_landmarks, landmarks=landmarks, ls=ls,
         ls_factor=ls_factor, random_state=random_state)
+    predict_chunk = predict_chunk or predict_chunk_size(X.shape[0], Y1.shape[1], layers,
+                                                        n_landmarks=len(landmarks))
     null = None
     if fdr:
         null = gene_blocks.plan_null(X[mask1], Y1, X[mask2], Y2, samples, landmarks,

@@ -40,6 +40,8 @@ PREDICT_SHARE = 0.25
 # float64 arrays of chunk x genes that predict() holds at once (both means
 # and stds, the fold change and its z-scores), plus the float32 copies written.
 PREDICT_ARRAYS = 7
+# float64 arrays of chunk x landmarks computing a kernel block takes at once.
+KERNEL_ARRAYS = 4
 # Largest zarr chunk, so that reading a layer back (anndata writing it, a
 # plot taking one gene) never loads much more than it needs.
 MAX_STORE_CHUNK_BYTES = 64 * 1024**2
@@ -50,14 +52,17 @@ def layers_nbytes(n_cells: int, n_genes: int, n_layers: int) -> int:
     return 4 * n_cells * n_genes * n_layers
 
 
-def predict_chunk_size(n_cells: int, n_genes: int, layers: bool, budget: int | None = None) -> int:
+def predict_chunk_size(n_cells: int, n_genes: int, layers: bool, budget: int | None = None,
+                       n_landmarks: int = 0) -> int:
     """Cells predicted at once: a quarter of the memory budget, at least one cell.
 
     With layers ``predict`` holds several float64 arrays of chunk x genes;
-    without them only the kernel rows and one array of chunk x genes.
+    without them one array of chunk x genes and the kernel rows to the
+    ``n_landmarks`` landmarks (with their temporaries).
     """
     budget = settings.memory_budget if budget is None else budget
-    per_cell = 8 * max(n_genes, 1) * (PREDICT_ARRAYS if layers else 1)
+    per_cell = 8 * (max(n_genes, 1) * (PREDICT_ARRAYS if layers else 1)
+                    + KERNEL_ARRAYS * n_landmarks)
     return int(max(1, min(max(n_cells, 1), budget * PREDICT_SHARE // per_cell)))
 
 

@@ -147,3 +147,6 @@ def test_prediction_chunks_follow_the_budget():
         predict_chunk_size(10**6, 2000, True, budget=4 * 1024**3)
     assert predict_chunk_size(500, 2000, True, budget=4 * 1024**3) == 500
     assert predict_chunk_size(10**6, 10**6, True, budget=2**20) == 1
+    # Without layers the kernel rows to the landmarks bound the chunk too.
+    assert predict_chunk_size(10**6, 100, False, budget=2**30, n_landmarks=5000) == \
+        2**30 // 4 // (8 * (100 + 4 * 5000))
