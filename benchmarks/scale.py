@@ -23,7 +23,7 @@ sample_col="sample")`` and ``compute_differential_expression(...,
 sample_col="sample", store_layers=False)``, FDR at the defaults; with
 ``--layers-on-disk DIR`` DE stores its layers instead, on disk under ``DIR``
 (``kompot.settings.layers_on_disk = True``), and the time includes writing
-them. Peak RSS is
+them (``--layers-on-disk memory``: in memory, for comparison). Peak RSS is
 the process's ``VmHWM`` after the data are built (the mark is reset then,
 where Linux allows it); the data's own RSS is reported beside it. The DE time
 is split into its stages (fit, prediction, null) by timing the calls of
@@ -163,12 +163,17 @@ def _timed_stages(stages: dict):
 
 
 def child(n_cells: int, n_genes: int, layers_dir: str | None = None):
-    """One size in this (fresh) process; prints one JSON line."""
+    """One size in this (fresh) process; prints one JSON line.
+
+    ``layers_dir``: store the layers, on disk there; ``"memory"``: in memory.
+    """
     sys.path.insert(0, str(HERE.parent))  # this checkout's kompot
     import kompot
 
+    in_memory = layers_dir == "memory"
     if layers_dir:
-        kompot.settings.layers_on_disk, kompot.settings.layers_dir = True, layers_dir
+        kompot.settings.layers_on_disk = not in_memory
+        kompot.settings.layers_dir = None if in_memory else layers_dir
 
     def run(adata, stages=None):
         t0 = time.perf_counter()
@@ -196,7 +201,7 @@ def child(n_cells: int, n_genes: int, layers_dir: str | None = None):
                total_s=da_s + de_s, data_s=data_s, data_rss_gb=data_gb,
                peak_rss_gb=_rss_gb("VmHWM"), peak_reset=reset, de_stages_s=stages,
                de_called=int(called.sum()), de_called_planted=int((called & planted).sum()),
-               n_planted=int(planted.sum()), layers="on disk" if layers_dir else "none",
+               n_planted=int(planted.sum()), layers=("in memory" if in_memory else "on disk") if layers_dir else "none",
                budget_gb=kompot.settings.memory_budget / 1024**3,
                da_called=int((adata.obs["kompot_da_C1_to_C2_lfc_direction"].astype(str)
                               != "neutral").sum()),
@@ -220,7 +225,8 @@ def _git(*args) -> str:
 
 
 def _label(rec) -> str:
-    return {"none": "", "on disk": ", layers on disk"}[rec.get("layers", "none")]
+    return {"none": "", "on disk": ", layers on disk",
+            "in memory": ", layers in memory"}[rec.get("layers", "none")]
 
 
 def measure(sizes, repeats, blas_threads=None, layers_dir=None):
@@ -259,7 +265,7 @@ def measure(sizes, repeats, blas_threads=None, layers_dir=None):
                    date=str(date.today()), machine=machine(),
                    command=" ".join(["python", "benchmarks/scale.py", *sys.argv[1:]]),
                    layers=runs[0]["layers"])
-        suffix = "_layers-disk" if layers_dir else ""
+        suffix = {None: "", "memory": "_layers-memory"}.get(layers_dir, "_layers-disk")
         (RUNS / f"n{n_cells}_g{n_genes}{suffix}.json").write_text(json.dumps(out, indent=1))
 
 
@@ -380,8 +386,9 @@ def report():
         "`--blas-threads 1`).",
         "",
         "Data and calls: see `benchmarks/scale.py` (synthetic sparse CSR, 10 % nonzero, 10-D "
-        "states, 3 vs 3 samples; DA, then DE with `store_layers=False` (rows 'layers on disk': "
-        "`store_layers=True` with `kompot.settings.layers_on_disk = True`), FDR at the "
+        "states, 3 vs 3 samples; DA, then DE with `store_layers=False` (rows 'layers on disk' "
+        "/ 'in memory': `store_layers=True` with `kompot.settings.layers_on_disk` True / "
+        "False), FDR at the "
         "defaults, `kompot.settings.memory_budget` at its default of 4 GiB). "
         "Peak RSS includes the data (data RSS: the process after building them).", "",
         table(results), "", "![scaling](scale.png)", "",
@@ -400,7 +407,8 @@ def main():
     p.add_argument("--blas-threads", type=int, default=None,
                    help="OPENBLAS_NUM_THREADS of the children (default: the library's)")
     p.add_argument("--layers-on-disk", metavar="DIR", default=None,
-                   help="store the DE layers, on disk under DIR (zarr; default: no layers)")
+                   help="store the DE layers, on disk under DIR (zarr; default: no layers); "
+                        "'memory': store them in memory")
     p.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
