@@ -99,6 +99,14 @@ def read_layers(parts: list[dict[str, str]]) -> dict:
     """The gene blocks' stores of each layer as one lazy dask array (blocks in gene order)."""
     import dask.array as da
 
+    missing = [path for part in parts for path in part.values() if not os.path.exists(path)]
+    if missing:
+        # Workers on other machines wrote them to a directory this machine does not see.
+        raise FileNotFoundError(
+            f"The layer stores {missing[0]!r} (and {len(missing) - 1} more) were written where "
+            "this process cannot read them. On a cluster set kompot.settings.layers_dir to a "
+            "directory on a filesystem the workers and this process share."
+        )
     return {name: da.concatenate([da.from_zarr(part[name]) for part in parts], axis=1)
             for name in parts[0]}
 

@@ -150,3 +150,10 @@ def test_prediction_chunks_follow_the_budget():
     # Without layers the kernel rows to the landmarks bound the chunk too.
     assert predict_chunk_size(10**6, 100, False, budget=2**30, n_landmarks=5000) == \
         2**30 // 4 // (8 * (100 + 4 * 5000))
+
+
+def test_stores_this_process_cannot_see_raise_naming_the_fix(tmp_path):
+    from kompot.models.layer_store import read_layers
+
+    with pytest.raises(FileNotFoundError, match="layers_dir to a directory on a filesystem"):
+        read_layers([{"fold_change": str(tmp_path / "elsewhere.zarr")}])
