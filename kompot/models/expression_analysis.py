@@ -9,8 +9,6 @@ AnnData; an array user gets the same numbers from them.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from ..core.fdr import fdr_dataframe
@@ -23,6 +21,7 @@ from .covariate_adjustment import check_covariates
 from .differential_expression import _check_conditions
 from .expression_model import ExpressionModel
 from .layer_store import layer_store_for, predict_chunk_size
+from .replicate_prior import prior_summary
 
 
 def run_differential_expression(
@@ -144,8 +143,10 @@ def run_differential_expression(
     Returns
     -------
     An :class:`AnalysisResult` over :data:`DE_SCHEMA`: per gene of ``Y1``
-    and per row of ``X`` (layers, float32); ``fitted`` holds ``landmarks`` and
-    ``ls``; ``model`` is the fitted :class:`DifferentialExpression` when all
+    and per row of ``X`` (layers, float32); ``fitted`` holds ``landmarks``,
+    ``ls`` and, with moderated replicates, ``replicate_prior`` (its degrees of
+    freedom ``df``, ``scale``, ``residual_df`` and the ``weight`` of a gene's
+    own covariance); ``model`` is the fitted :class:`DifferentialExpression` when all
     genes formed one block computed in this process, else ``None``.
     """
     samples = (condition1_sample_indices, condition2_sample_indices)
@@ -189,7 +190,7 @@ def run_differential_expression(
             keep_model=in_process and len(blocks) == 1,
             progress=progress and in_process and len(blocks) == 1)
         if moderate_replicates:
-            plan = replace(plan, replicate_prior=gene_blocks.plan_replicate_prior(plan, Y1, Y2))
+            plan = gene_blocks.with_replicate_prior(plan, Y1, Y2, len(blocks))
         parts = executor.map(gene_blocks.fit_gene_block, plan, blocks, progress=progress,
                              desc="DE gene blocks")
     values = _joined(parts, X.shape[0], Y1.shape[1])
@@ -203,8 +204,10 @@ def run_differential_expression(
         values.update({name: table[name].to_numpy()
                        for name in ("pvalue", "local_fdr", "tail_fdr", "is_de")})
     options = ({"fdr"} if fdr else set()) | ({"layers"} if layers else set())
-    return AnalysisResult(DE_SCHEMA, values, dict(landmarks=landmarks, ls=ls), options,
-                          parts[0].get("model"))
+    fitted = dict(landmarks=landmarks, ls=ls)
+    if parts[0]["replicate_prior"] is not None:
+        fitted["replicate_prior"] = prior_summary(parts[0]["replicate_prior"])
+    return AnalysisResult(DE_SCHEMA, values, fitted, options, parts[0].get("model"))
 
 
 def _joined(parts: list[dict], n_cells: int, n_genes: int) -> dict[str, np.ndarray]:

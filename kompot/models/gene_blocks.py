@@ -16,7 +16,7 @@ null's median rescaling (:func:`pooled_null`) and the FDR.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -107,6 +107,8 @@ class GeneBlockPlan:
     keep_model: bool = False
     progress: bool = False
     replicate_prior: ReplicatePrior | None = None  # moderates every gene's replicate covariance
+    # Learn that prior from the block's own fit: the one block holds every pilot gene.
+    learn_replicate_prior: bool = False
 
 
 def plan_null(X1, Y1, X2, Y2, samples, landmarks, *, n_permutations, n_null_genes,
@@ -162,12 +164,13 @@ def fit_gene_block(plan: GeneBlockPlan, block) -> dict:
     genes, Y1, Y2 = block
     X, mask1, mask2 = plan.X, plan.mask1, plan.mask2
     model = _fitted_model(plan, Y1, Y2)
+    prior = learn_replicate_prior(model) if plan.learn_replicate_prior else plan.replicate_prior
     mean_lfc, layers = predict_in_chunks(model, X, mask1 | mask2, plan.layers, plan.progress,
                                          plan.predict_chunk, plan.layer_store, genes)
-    out = dict(mean_lfc=mean_lfc, layers=layers,
-               mahalanobis=replicate_distances(model, plan.replicate_prior, plan.progress))
+    out = dict(mean_lfc=mean_lfc, layers=layers, replicate_prior=prior,
+               mahalanobis=replicate_distances(model, prior, plan.progress))
     if plan.null is not None:
-        out["null"] = _block_null(plan, model, Y1, Y2, genes)
+        out["null"] = _block_null(plan, model, Y1, Y2, genes, prior)
     if plan.keep_model:
         out["model"] = model
     return out
@@ -185,16 +188,22 @@ def _fitted_model(plan: GeneBlockPlan, Y1, Y2) -> DifferentialExpression:
     return model
 
 
-def plan_replicate_prior(plan: GeneBlockPlan, Y1, Y2) -> ReplicatePrior | None:
-    """The replicate prior learned from a pilot of the genes; ``None`` without samples.
+def with_replicate_prior(plan: GeneBlockPlan, Y1, Y2, n_blocks: int) -> GeneBlockPlan:
+    """The plan with the prior that moderates every gene's replicate covariance.
 
-    Fitted here, before the blocks, so that every block and every
-    permutation uses the same prior however the genes are split.
+    The prior is learned from a pilot of the genes with the real labels, so
+    that every block and every permutation uses the same prior however the
+    genes are split. When one block holds the whole pilot (all genes), that
+    block learns it from its own fit instead of fitting the genes twice.
+    Without samples there is nothing to moderate and the plan is returned.
     """
     if plan.samples[0] is None and plan.samples[1] is None:
-        return None
+        return plan
     genes = pilot_genes(Y1.shape[1])
-    return learn_replicate_prior(_fitted_model(plan, take_genes(Y1, genes), take_genes(Y2, genes)))
+    if n_blocks == 1 and genes.size == Y1.shape[1]:
+        return replace(plan, learn_replicate_prior=True)
+    pilot = _fitted_model(plan, take_genes(Y1, genes), take_genes(Y2, genes))
+    return replace(plan, replicate_prior=learn_replicate_prior(pilot))
 
 
 def predict_in_chunks(model, X, in_pair, layers, progress, chunk, store=None, genes=None):
@@ -260,7 +269,8 @@ def _mean_kernel_row(fit, X, chunk: int) -> np.ndarray:
     return total / X.shape[0]
 
 
-def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice) -> list[np.ndarray]:
+def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice,
+                prior: ReplicatePrior | None) -> list[np.ndarray]:
     """Each permutation's distances of the genes it drew from this block (in gene order).
 
     Refits reuse the real fit's landmarks, length scale and pooled prior
@@ -293,7 +303,7 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice) -> list[np.nda
         de = DifferentialExpression(**plan.de_kwargs)
         de.fit(null.X[rows1], A1, null.X[rows2], A2,
                condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
-        out.append(replicate_distances(de, plan.replicate_prior))
+        out.append(replicate_distances(de, prior))
     return out
 
 

@@ -195,7 +195,9 @@ def compute_differential_expression(
         ``condition2`` minus ``condition1`` smoothed expression.
     ``adata.uns[key_added]`` : dict
         ``params``, ``version``, ``condition1``, ``condition2``, ``groupby``,
-        ``obsm_key``, ``landmarks``, ``ls`` and ``fields`` (names written,
+        ``obsm_key``, ``landmarks``, ``ls``, with ``sample_col`` and
+        ``moderate_replicates`` the ``replicate_prior`` (``df``, ``scale``,
+        ``residual_df``, ``weight``) and ``fields`` (names written,
         by slot).
 
     Examples
