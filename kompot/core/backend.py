@@ -13,15 +13,19 @@ JAX is imported only when the setting asks for it, and kompot changes none
 of JAX's global configuration: float64 is switched on with JAX's
 ``enable_x64`` context around each call (thread-local), and the device with
 ``jax.default_device``; neither leaks into the user's own JAX code.
+On JAX's CPU, BLAS is limited to one thread during each call (JAX's
+Cholesky and triangular solves use scipy's LAPACK there).
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import cache
 from types import SimpleNamespace
 
 import numpy as np
+
+from .linalg import _blas_controller
 
 NUMPY = "numpy"
 JAX = "jax"
@@ -79,7 +83,12 @@ def _on_device():
 
     platform = settings.compute_backend.partition(":")[2]
     device = jax.devices(platform)[0] if platform else jax.devices()[0]
-    with jax.enable_x64(True), jax.default_device(device):
+    # On the CPU, JAX's Cholesky and triangular solves call the LAPACK of
+    # scipy's OpenBLAS, whose threads collapse on these mid-sized matrices
+    # (see linalg.py): one BLAS thread, as kompot's own factorisations use.
+    blas = _blas_controller().limit(limits=1, user_api="blas") if device.platform == "cpu" \
+        else nullcontext()
+    with jax.enable_x64(True), jax.default_device(device), blas:
         yield _jax_functions()
 
 
@@ -104,9 +113,19 @@ def _jax_functions() -> SimpleNamespace:
         return solve_triangular(L, B, lower=True)
 
     @jax.jit
-    def kernel_block(X, U, ls, Lp):
-        K = matern52(X, U, ls)
+    def kernel_block(X, valid, U, ls, Lp):
+        K = matern52(X, U, ls) * valid[:, None]  # padded rows of X contribute nothing
         return K, solve_triangular(Lp, K.T, lower=True)
+
+    @jax.jit
+    def gram(A):
+        return A @ A.T
+
+    @jax.jit
+    def squared_residual_products(A, LB, whitened_weights, R, sigma):
+        h = jnp.sum(solve_triangular(LB, A, lower=True) ** 2, axis=0) / sigma**2
+        r2 = (R - A.T @ whitened_weights) ** 2 / jnp.maximum(1.0 - h, 1e-12)[:, None] ** 2
+        return A @ r2
 
     @jax.jit
     def posterior_variance(As, LB, prior_diag):
@@ -145,7 +164,8 @@ def _jax_functions() -> SimpleNamespace:
 
     return SimpleNamespace(
         matern52=matern52, lower_solve=lower_solve, kernel_block=kernel_block,
-        matmul=jax.jit(jnp.matmul), posterior_variance=posterior_variance,
+        matmul=jax.jit(jnp.matmul), gram=gram, squared_residual_products=squared_residual_products,
+        posterior_variance=posterior_variance,
         per_gene_squares=per_gene_squares, per_gene_woodbury=per_gene_woodbury,
         shared_woodbury=shared_woodbury, asarray=jnp.asarray,
     )
@@ -191,18 +211,25 @@ class KernelBlock:
 
     Predictions from several fits on the same landmarks (both conditions'
     means, empirical variances and posterior variances) are products with
-    this one block, so it is built once and never copied back whole; only
-    the (points x genes) results are. ``cache`` holds the fits' weights on
-    the device across the blocks of one prediction.
+    this one block, and so are a fit's sums over its cells (``As`` is the
+    whitened kernel ``A`` of :mod:`kompot.core.function_gp`); so the block is
+    built once and never copied back whole, only the products are. ``cache``
+    holds arrays shared by the blocks (landmarks, factors, weights) on the
+    device.
     """
 
-    def __init__(self, X, landmarks, ls: float, Lp, cache: dict):
+    def __init__(self, X, landmarks, ls: float, Lp, cache: dict, keep_kernel: bool = True):
         self._cache = cache
         self._n = X.shape[0]
+        valid = np.zeros(_bucket(self._n))
+        valid[: self._n] = 1.0
         with _on_device() as jx:
-            # Padded rows (zeros) are computed and dropped when results come back.
-            self._K, self._As = jx.kernel_block(jx.asarray(_padded(X, 0)), self._put(landmarks),
-                                                float(ls), self._put(Lp))
+            # Rows are padded to a bucket size; the padding is zeroed in K.
+            self._K, self._As = jx.kernel_block(
+                jx.asarray(_padded(X, 0)), jx.asarray(valid), self._put(landmarks), float(ls),
+                self._put(Lp))
+        if not keep_kernel:  # a fit needs only As: free K's device memory
+            self._K = None
 
     def _put(self, a: np.ndarray):
         """``a`` on the device, transferred once per ``cache`` (keyed by identity)."""
@@ -216,6 +243,28 @@ class KernelBlock:
         """``out[:] = K @ W``."""
         with _on_device() as jx:
             out[:] = np.asarray(jx.matmul(self._K, self._put(W)))[: self._n]
+
+    def gram(self) -> np.ndarray:
+        """``As As^T`` (landmarks x landmarks)."""
+        with _on_device() as jx:
+            return np.asarray(jx.gram(self._As))
+
+    def times(self, R: np.ndarray) -> np.ndarray:
+        """``As @ R`` for ``R`` with one row per point of the block."""
+        with _on_device() as jx:
+            return np.asarray(jx.matmul(self._As, jx.asarray(_padded(R, 0))))
+
+    def smoothed_squared_residuals(self, LB, whitened_weights, R, sigma: float) -> np.ndarray:
+        """``As @ r2`` with ``r2`` the leverage-corrected squared residuals of ``R``.
+
+        The residual is ``R - As^T whitened_weights`` and the leverage
+        ``|LB^{-1} As_x|^2 / sigma^2``, as in
+        :func:`kompot.core.function_gp.fit_function_parts`.
+        """
+        with _on_device() as jx:
+            return np.asarray(jx.squared_residual_products(
+                self._As, self._put(LB), self._put(whitened_weights), jx.asarray(_padded(R, 0)),
+                float(sigma)))
 
     def posterior_variance(self, LB: np.ndarray, prior_diag: np.ndarray) -> np.ndarray:
         """``max(k(x, x) - |As_x|^2 + |LB^{-1} As_x|^2, 0)`` per point (as ``FunctionFit``)."""
@@ -248,5 +297,9 @@ def per_gene_factor_block(A, v, delta, B) -> np.ndarray:
 
 
 def genes_per_factor_block(m: int, batch_size: int) -> int:
-    """Genes per vmapped block: ``batch_size`` at most, and their m x m copies within budget."""
-    return int(max(1, min(batch_size, _BATCHED_FACTOR_BYTES // (3 * 8 * m * m))))
+    """Genes per vmapped block: ``batch_size`` at most, their m x m copies within budget.
+
+    A power of 2, so that padding the block to its bucket size adds nothing.
+    """
+    size = int(max(1, min(batch_size, _BATCHED_FACTOR_BYTES // (3 * 8 * m * m))))
+    return 1 << (size.bit_length() - 1)

@@ -13,6 +13,7 @@ import pytest
 
 import kompot
 import kompot.tl
+from kompot.core.function_gp import fit_function
 from kompot.core.kernel import kernel_matrix, matern52
 from kompot.core.mahalanobis import mahalanobis_distances
 
@@ -114,6 +115,20 @@ def test_differential_expression_equals_numpy():
                                    err_msg=name)
 
 
+def test_expression_fit_equals_numpy(toy_split):
+    d = toy_split
+    U = d["X"][::40]
+    fits = _both(lambda: fit_function(d["X1"], d["Y1"][:, :12], U, matern52(2.5), sigma=0.8,
+                                      batch_size=300))  # several blocks, the last one short
+    # The weights themselves solve with the landmark factor (condition number
+    # up to 1/jitter), so rounding moves them by ~1e-9; what they predict does not.
+    X = d["X"][::7]
+    for name in ("mean", "obs_variance", "covariance_diag"):
+        ref, got = getattr(fits[0], name)(X), getattr(fits[1], name)(X)
+        np.testing.assert_allclose(got, ref, rtol=RTOL, atol=0, err_msg=name)
+    np.testing.assert_allclose(fits[1].LB, fits[0].LB, rtol=RTOL, atol=1e-12)
+
+
 def test_prediction_in_float64_equals_numpy(toy_split, on_jax):
     d = toy_split
     de = kompot.DifferentialExpression(n_landmarks=80, batch_size=500)
@@ -163,6 +178,7 @@ def test_jax_missing_fails_naming_the_fix():
 
 _NO_GLOBAL_CHANGE = """
 import jax, kompot
+from kompot.core.function_gp import fit_function
 from kompot.core.kernel import kernel_matrix, matern52
 import numpy as np
 before = (jax.config.jax_enable_x64, jax.config.jax_platforms, jax.config.jax_default_device)
