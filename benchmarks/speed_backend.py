@@ -5,12 +5,16 @@
     python benchmarks/speed_backend.py --quick              # small sizes, a smoke run
     python benchmarks/speed_backend.py --write              # also write the RESULTS.md section
 
-Two workloads, each timed on both backends with the same inputs:
+Three workloads, each timed on both backends with the same inputs:
 
 - **Mahalanobis, per-gene Cholesky (path 3)**: ``mahalanobis_distances`` of
   ``--genes`` genes at ``--landmarks`` landmarks with a per-gene empirical
   diagonal and replicate factors (``K = 6``: 3 + 3 samples). The shared
   covariance is a Matérn-5/2 kernel matrix of the landmarks plus ``1e-3 I``.
+- **Expression fit**: ``fit_function`` (weights and empirical variance) of
+  ``--genes`` genes to ``--fit-cells`` cells on ``--landmarks`` landmarks,
+  in blocks of 10,000 cells; the result compared is the fitted mean at the
+  landmarks.
 - **Prediction at cells**: ``DifferentialExpression.predict`` (both
   conditions' mean and std, fold change, z-scores; no replicate samples, so
   the fused kernel block is used) at ``--cells`` cells in chunks of
@@ -19,7 +23,9 @@ Two workloads, each timed on both backends with the same inputs:
   Per chunk only the mean fold change is kept, as the tl functions do
   without layers, so memory stays within one chunk.
 
-Each workload runs once untimed per backend (JAX compiles on its first call
+numpy runs twice: as it is, and with BLAS limited to one thread (on a
+loaded machine OpenBLAS's threads can collapse; JAX on the CPU runs its
+LAPACK calls on one thread). Each workload runs once untimed per backend (JAX compiles on its first call
 of each shape), then ``--repeats`` times; wall and CPU time
 (``time.process_time``, all threads) are reported as medians, with the
 largest difference between the backends' results relative to the largest
@@ -38,12 +44,14 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import kompot  # noqa: E402
+from kompot.core.function_gp import fit_function  # noqa: E402
 from kompot.core.kernel import kernel_matrix, matern52  # noqa: E402
 from kompot.core.mahalanobis import mahalanobis_distances  # noqa: E402
 
@@ -59,6 +67,13 @@ def mahalanobis_inputs(m: int, G: int, seed: int = 0):
     v = rng.uniform(0.0, 0.2, size=(m, G))
     B = 0.3 * rng.normal(size=(G, m, N_FACTORS))
     return dict(delta=delta, shared_cov=A, diag=v, low_rank=B)
+
+
+def fit_inputs(n: int, m: int, G: int, seed: int = 2):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, N_DIMS))
+    Y = np.sin(X[:, :1] + rng.normal(size=(1, G))) + 0.3 * rng.normal(size=(n, G))
+    return X, Y, X[rng.choice(n, m, replace=False)]
 
 
 def fitted_model(m: int, G: int, seed: int = 0):
@@ -79,16 +94,17 @@ def predict_cells(de, X: np.ndarray, chunk: int) -> np.ndarray:
     return total / len(X)
 
 
-def timed(fn, backend: str, repeats: int) -> dict:
+def timed(fn, backend: str, repeats: int, blas_threads: int | None = None) -> dict:
     kompot.settings.compute_backend = backend
     try:
-        result = fn()  # warm-up: imports, JAX compilation
-        wall, cpu = [], []
-        for _ in range(repeats):
-            w0, c0 = time.perf_counter(), time.process_time()
-            result = fn()
-            wall.append(time.perf_counter() - w0)
-            cpu.append(time.process_time() - c0)
+        with threadpool_limits(blas_threads, user_api="blas"):
+            result = fn()  # warm-up: imports, JAX compilation
+            wall, cpu = [], []
+            for _ in range(repeats):
+                w0, c0 = time.perf_counter(), time.process_time()
+                result = fn()
+                wall.append(time.perf_counter() - w0)
+                cpu.append(time.process_time() - c0)
     finally:
         kompot.settings.compute_backend = "numpy"
     return dict(result=result, wall=statistics.median(wall), cpu=statistics.median(cpu),
@@ -110,6 +126,11 @@ def run(args) -> list[dict]:
     inputs = mahalanobis_inputs(args.landmarks, args.genes)
     workloads = [(f"Mahalanobis path 3, {args.landmarks} landmarks x {args.genes:,} genes, "
                   f"K={N_FACTORS}", lambda: mahalanobis_distances(**inputs))]
+    if args.fit_cells:
+        X, Y, U = fit_inputs(args.fit_cells, args.landmarks, args.genes)
+        workloads.append((f"expression fit, {args.fit_cells:,} cells x {args.genes:,} genes on "
+                          f"{args.landmarks} landmarks",
+                          lambda: fit_function(X, Y, U, matern52(3.0)).mean(U)))
     if args.cells:
         de = fitted_model(args.landmarks, args.genes)
         X = np.random.default_rng(1).normal(size=(args.cells, N_DIMS))
@@ -117,12 +138,13 @@ def run(args) -> list[dict]:
                           f"{args.landmarks} landmarks", lambda: predict_cells(de, X, args.chunk)))
     for name, fn in workloads:
         ref = timed(fn, "numpy", args.repeats)
-        got = timed(fn, args.jax, args.repeats)
-        diff = float(np.max(np.abs(got["result"] - ref["result"])) / np.max(np.abs(ref["result"])))
-        rows.append(dict(name=name, numpy=ref, jax=got, diff=diff))
-        print(f"{name}: numpy {ref['wall']:.2f} s wall ({ref['cpu']:.1f} s CPU), "
-              f"{args.jax} {got['wall']:.2f} s wall ({got['cpu']:.1f} s CPU), "
-              f"speed-up {ref['wall'] / got['wall']:.2f}x, max rel. diff {diff:.1e}", flush=True)
+        runs = {"numpy": ref, "numpy, 1 BLAS thread": timed(fn, "numpy", args.repeats, 1),
+                args.jax: timed(fn, args.jax, args.repeats)}
+        diff = {k: float(np.max(np.abs(r["result"] - ref["result"])) /
+                         np.max(np.abs(ref["result"]))) for k, r in runs.items()}
+        rows.append(dict(name=name, runs=runs, diff=diff[args.jax]))
+        print(name + ": " + ", ".join(f"{k} {r['wall']:.2f} s wall ({r['cpu']:.1f} s CPU, "
+                                      f"diff {diff[k]:.1e})" for k, r in runs.items()), flush=True)
     return rows
 
 
@@ -134,17 +156,21 @@ def section(args, rows, loads) -> str:
         f"{platform.python_version()}; {device_name(args.jax)}; date {date.today()}. "
         f"1-minute load average {loads[0]:.1f} before and {loads[1]:.1f} after.",
         f"Command: `python benchmarks/speed_backend.py --jax {args.jax} --repeats {args.repeats} "
-        f"--landmarks {args.landmarks} --genes {args.genes} --cells {args.cells} "
-        f"--chunk {args.chunk}`. Medians of {args.repeats} runs after one untimed warm-up run "
+        f"--landmarks {args.landmarks} --genes {args.genes} --fit-cells {args.fit_cells} "
+        f"--cells {args.cells} --chunk {args.chunk}`. Medians of {args.repeats} runs after one untimed warm-up run "
         "per backend; CPU time counts all threads.", "",
-        f"| workload | numpy wall (s) | {args.jax} wall (s) | numpy CPU (s) | {args.jax} CPU (s) "
-        "| speed-up (wall) | max rel. diff |",
-        "|---|---|---|---|---|---|---|",
+        "Wall (CPU) seconds; numpy with one BLAS thread is numpy under "
+        "`threadpoolctl.threadpool_limits(1, 'blas')` (the same code).", "",
+        f"| workload | numpy | numpy, 1 BLAS thread | {args.jax} | speed-up of {args.jax} over "
+        "numpy (over 1 thread) | max rel. diff |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['numpy']['wall']:.2f} | {r['jax']['wall']:.2f} | "
-                     f"{r['numpy']['cpu']:.1f} | {r['jax']['cpu']:.1f} | "
-                     f"{r['numpy']['wall'] / r['jax']['wall']:.2f}x | {r['diff']:.1e} |")
+        runs = r["runs"]
+        cells = " | ".join(f"{t['wall']:.2f} ({t['cpu']:.1f})" for t in runs.values())
+        single = runs["numpy, 1 BLAS thread"]["wall"]
+        lines.append(f"| {r['name']} | {cells} | {runs['numpy']['wall'] / runs[args.jax]['wall']:.2f}x "
+                     f"({single / runs[args.jax]['wall']:.2f}x) | {r['diff']:.1e} |")
     return "\n".join(lines) + "\n"
 
 
@@ -155,12 +181,14 @@ def main():
     parser.add_argument("--genes", type=int, default=2000)
     parser.add_argument("--cells", type=int, default=100_000, help="0: skip the prediction")
     parser.add_argument("--chunk", type=int, default=5000)
+    parser.add_argument("--fit-cells", type=int, default=50_000, help="0: skip the fit")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="100 landmarks, 200 genes, 5,000 cells")
+    parser.add_argument("--quick", action="store_true",
+                        help="100 landmarks, 200 genes, 5,000 cells to fit and to predict")
     parser.add_argument("--write", action="store_true", help="write the RESULTS.md section")
     args = parser.parse_args()
     if args.quick:
-        args.landmarks, args.genes, args.cells = 100, 200, 5000
+        args.landmarks, args.genes, args.cells, args.fit_cells = 100, 200, 5000, 5000
     before = os.getloadavg()[0]
     rows = run(args)
     text = section(args, rows, (before, os.getloadavg()[0]))

@@ -2,8 +2,9 @@
 
 ``kompot.settings.compute_backend = "jax"`` moves the products that grow with
 cells, genes or landmarks onto JAX's default device (a GPU when JAX has one):
-Matérn-5/2 kernel blocks, the mean and posterior variance predicted at blocks
-of cells, and the whitening solves of the per-gene Mahalanobis distances
+Matérn-5/2 kernel blocks, the expression fits' sums over blocks of cells,
+the mean and posterior variance predicted at blocks of cells, and the
+whitening solves of the per-gene Mahalanobis distances
 (one Cholesky per gene, batched over a block of genes with ``jax.vmap``).
 ``"jax:cpu"`` or ``"jax:gpu"`` name the platform. Everything else (fits of
 hyperparameters, FDR, the small per-block bookkeeping) stays in numpy, and
@@ -228,6 +229,7 @@ class KernelBlock:
             self._K, self._As = jx.kernel_block(
                 jx.asarray(_padded(X, 0)), jx.asarray(valid), self._put(landmarks), float(ls),
                 self._put(Lp))
+            self._As.block_until_ready()  # the solve runs inside the BLAS limit of _on_device
         if not keep_kernel:  # a fit needs only As: free K's device memory
             self._K = None
 
