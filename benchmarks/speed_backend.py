@@ -127,15 +127,16 @@ def run(args) -> list[dict]:
     workloads = [(f"Mahalanobis path 3, {args.landmarks} landmarks x {args.genes:,} genes, "
                   f"K={N_FACTORS}", lambda: mahalanobis_distances(**inputs))]
     if args.fit_cells:
-        X, Y, U = fit_inputs(args.fit_cells, args.landmarks, args.genes)
+        X_fit, Y_fit, U = fit_inputs(args.fit_cells, args.landmarks, args.genes)
         workloads.append((f"expression fit, {args.fit_cells:,} cells x {args.genes:,} genes on "
                           f"{args.landmarks} landmarks",
-                          lambda: fit_function(X, Y, U, matern52(3.0)).mean(U)))
+                          lambda: fit_function(X_fit, Y_fit, U, matern52(3.0)).mean(U)))
     if args.cells:
         de = fitted_model(args.landmarks, args.genes)
-        X = np.random.default_rng(1).normal(size=(args.cells, N_DIMS))
+        X_new = np.random.default_rng(1).normal(size=(args.cells, N_DIMS))
         workloads.append((f"prediction, {args.cells:,} cells x {args.genes:,} genes from "
-                          f"{args.landmarks} landmarks", lambda: predict_cells(de, X, args.chunk)))
+                          f"{args.landmarks} landmarks",
+                          lambda: predict_cells(de, X_new, args.chunk)))
     for name, fn in workloads:
         ref = timed(fn, "numpy", args.repeats)
         runs = {"numpy": ref, "numpy, 1 BLAS thread": timed(fn, "numpy", args.repeats, 1),
