@@ -3,6 +3,7 @@
     python benchmarks/scale.py                 # 10k and 100k x 2,000 genes, 200k x 1,000
     python benchmarks/scale.py --huge          # and 1M x 2,000 genes
     python benchmarks/scale.py --sizes 10000x2000 --repeats 1
+    python benchmarks/scale.py --sizes 100000x2000 --layers-on-disk /scratch/kompot
     python benchmarks/scale.py --report        # RESULTS.md section and figure from the cache
     nox -s bench -- --scale                    # the default sizes
 
@@ -19,15 +20,21 @@ Each size runs in a fresh process (``--child``): a warm-up of both calls on
 2,000 other cells (the imports kompot does at call time), then
 ``compute_differential_abundance(adata, "condition", "C1", "C2",
 sample_col="sample")`` and ``compute_differential_expression(...,
-sample_col="sample", store_layers=False)``, FDR at the defaults. Peak RSS is
+sample_col="sample", store_layers=False)``, FDR at the defaults; with
+``--layers-on-disk DIR`` DE stores its layers instead, on disk under ``DIR``
+(``kompot.settings.layers_on_disk = True``), and the time includes writing
+them (``--layers-on-disk memory``: in memory, for comparison); the AnnData
+with layers on disk is then written with ``write_h5ad`` into ``DIR`` (and
+deleted), timed, with the peak RSS over the write. Peak RSS is
 the process's ``VmHWM`` after the data are built (the mark is reset then,
 where Linux allows it); the data's own RSS is reported beside it. The DE time
-is split into its stages by timing the top-level calls of
-``kompot.models.expression_analysis``. The load average (``os.getloadavg``)
+is split into its stages (fit, prediction, null) by timing the calls of
+``kompot.models.gene_blocks`` and ``DifferentialExpression``. The load average (``os.getloadavg``)
 is recorded before and after each child: other work on the machine makes the
 times upper bounds. Results are cached as JSON under
 ``benchmarks/_runs/scale/``; the RESULTS.md section and ``benchmarks/scale.png``
-are rewritten from the cache. Not a test: nothing here runs in CI.
+are rewritten from the cache; rows of earlier runs (other commits) already
+in the section are kept. Not a test: nothing here runs in CI.
 """
 
 from __future__ import annotations
@@ -57,9 +64,12 @@ WARMUP = (2_000, 200)
 DENSITY = 0.10
 DE_FRACTION = 0.05
 BLOCK = 50_000  # cells generated at once
-# Top-level calls of the DE analysis timed as its stages (a missing name is skipped).
-DE_STAGES = ("fit", "_predict_in_chunks", "compute_mahalanobis_distances",
-             "expression_null_distances", "compute_fdr")
+# Calls of the DE analysis timed as its stages: (stage, module or class, attribute);
+# a call nested in another one counts in the outer one only.
+DE_STAGES = (("fit", "DifferentialExpression", "fit"),
+             ("predict", "gene_blocks", "predict_in_chunks"),
+             ("mahalanobis", "DifferentialExpression", "compute_mahalanobis_distances"),
+             ("null", "gene_blocks", "_block_null"))
 
 
 # ----------------------------------------------------------------- data
@@ -128,15 +138,15 @@ def _reset_peak() -> bool:
 
 
 def _timed_stages(stages: dict):
-    """Time the DE analysis' top-level calls by name (nested calls count in their parent)."""
-    from kompot.models import expression_analysis as ea
+    """Time the DE analysis' stages by name (nested calls count in their parent)."""
+    from kompot.models import gene_blocks
 
+    owners = {"gene_blocks": gene_blocks,
+              "DifferentialExpression": gene_blocks.DifferentialExpression}
     depth = [0]
 
-    def wrap(owner, name):
-        original = getattr(owner, name, None)
-        if original is None:
-            return
+    def wrap(stage, owner, name):
+        original = getattr(owner, name)
 
         def timed(*args, **kwargs):
             depth[0] += 1
@@ -146,18 +156,26 @@ def _timed_stages(stages: dict):
             finally:
                 depth[0] -= 1
                 if depth[0] == 0:
-                    stages[name] = stages.get(name, 0.0) + time.perf_counter() - t0
+                    stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - t0
 
         setattr(owner, name, timed)
 
-    for name in DE_STAGES:
-        wrap(ea.DifferentialExpression if hasattr(ea.DifferentialExpression, name) else ea, name)
+    for stage, owner, name in DE_STAGES:
+        wrap(stage, owners[owner], name)
 
 
-def child(n_cells: int, n_genes: int):
-    """One size in this (fresh) process; prints one JSON line."""
+def child(n_cells: int, n_genes: int, layers_dir: str | None = None):
+    """One size in this (fresh) process; prints one JSON line.
+
+    ``layers_dir``: store the layers, on disk there; ``"memory"``: in memory.
+    """
     sys.path.insert(0, str(HERE.parent))  # this checkout's kompot
     import kompot
+
+    in_memory = layers_dir == "memory"
+    if layers_dir:
+        kompot.settings.layers_on_disk = not in_memory
+        kompot.settings.layers_dir = None if in_memory else layers_dir
 
     def run(adata, stages=None):
         t0 = time.perf_counter()
@@ -167,7 +185,7 @@ def child(n_cells: int, n_genes: int):
         t1 = time.perf_counter()
         kompot.tl.compute_differential_expression(adata, "condition", "C1", "C2",
                                                   obsm_key="X_state", sample_col="sample",
-                                                  store_layers=False, progress=False)
+                                                  store_layers=bool(layers_dir), progress=False)
         return t1 - t0, time.perf_counter() - t1
 
     run(simulate(*WARMUP, seed=1))
@@ -186,10 +204,26 @@ def child(n_cells: int, n_genes: int):
                peak_rss_gb=_rss_gb("VmHWM"), peak_reset=reset, de_stages_s=stages,
                de_called=int(called.sum()), de_called_planted=int((called & planted).sum()),
                n_planted=int(planted.sum()),
+               layers=("in memory" if in_memory else "on disk") if layers_dir else "none",
+               budget_gb=kompot.settings.memory_budget / 1024**3,
                da_called=int((adata.obs["kompot_da_C1_to_C2_lfc_direction"].astype(str)
                               != "neutral").sum()),
                kompot_version=kompot.__version__)
+    if layers_dir and not in_memory:
+        rec.update(_timed_write(adata, Path(layers_dir) / "scale_benchmark.h5ad"))
     print(json.dumps(rec), flush=True)
+
+
+def _timed_write(adata, path: Path) -> dict:
+    """``write_h5ad`` of the result (layers read from their stores): seconds, peak RSS over it."""
+    reset, before = _reset_peak(), _rss_gb("VmRSS")
+    t0 = time.perf_counter()
+    adata.write_h5ad(path)
+    out = dict(write_h5ad_s=time.perf_counter() - t0, write_rss_before_gb=before,
+               write_peak_rss_gb=_rss_gb("VmHWM"), write_peak_reset=reset,
+               h5ad_gb=path.stat().st_size / 1e9)
+    path.unlink()
+    return out
 
 
 # ----------------------------------------------------------------- parent
@@ -207,7 +241,12 @@ def _git(*args) -> str:
         return ""
 
 
-def measure(sizes, repeats, blas_threads=None):
+def _label(rec) -> str:
+    return {"none": "", "on disk": ", layers on disk",
+            "in memory": ", layers in memory"}[rec.get("layers", "none")]
+
+
+def measure(sizes, repeats, blas_threads=None, layers_dir=None):
     RUNS.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if blas_threads:
@@ -218,9 +257,11 @@ def measure(sizes, repeats, blas_threads=None):
         runs = []
         for r in range(repeats):
             load_before = os.getloadavg()[0]
-            proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child",
-                                   str(n_cells), str(n_genes)], capture_output=True, text=True,
-                                  env=env)
+            command = [sys.executable, str(Path(__file__).resolve()), "--child",
+                       str(n_cells), str(n_genes)]
+            if layers_dir:
+                command += ["--layers-on-disk", layers_dir]
+            proc = subprocess.run(command, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 print(f"{n_cells:,} x {n_genes:,}: failed\n{proc.stderr[-3000:]}", flush=True)
                 break
@@ -239,8 +280,10 @@ def measure(sizes, repeats, blas_threads=None):
                    git_commit=_git("rev-parse", "--short", "HEAD"),
                    kompot_dir_dirty=bool(_git("status", "--porcelain", "--", "kompot")),
                    date=str(date.today()), machine=machine(),
-                   command=" ".join(["python", "benchmarks/scale.py", *sys.argv[1:]]))
-        (RUNS / f"n{n_cells}_g{n_genes}.json").write_text(json.dumps(out, indent=1))
+                   command=" ".join(["python", "benchmarks/scale.py", *sys.argv[1:]]),
+                   layers=runs[0]["layers"])
+        suffix = {None: "", "memory": "_layers-memory"}.get(layers_dir, "_layers-disk")
+        (RUNS / f"n{n_cells}_g{n_genes}{suffix}.json").write_text(json.dumps(out, indent=1))
 
 
 def load_cached() -> list[dict]:
@@ -249,26 +292,68 @@ def load_cached() -> list[dict]:
 
 
 # ----------------------------------------------------------------- report
-def table(results) -> str:
-    lines = ["| cells x genes | DA (s) | DE (s) | total (s) | peak RSS (GB) | data RSS (GB) "
-             "| DE fit / predict / null (s) | DE called (planted) | load before / after "
-             "| BLAS threads |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+HEADER = ["| cells x genes | DA (s) | DE (s) | total (s) | peak RSS (GB) | data RSS (GB) "
+          "| DE fit / predict / null (s) | DE called (planted) | load before / after "
+          "| BLAS threads | commit, date |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+
+def table_rows(results) -> list[str]:
+    lines = []
     for r in results:
         first = r["runs"][0]
         st = first["de_stages_s"]
-        stages = " / ".join(f"{st.get(k, float('nan')):.0f}"
-                            for k in ("fit", "_predict_in_chunks", "expression_null_distances"))
+        # Stage names of runs before the gene blocks: "_predict_in_chunks", "expression_null_distances".
+        stages = " / ".join(f"{st.get(k, st.get(old, float('nan'))):.0f}" for k, old in (
+            ("fit", "fit"), ("predict", "_predict_in_chunks"),
+            ("null", "expression_null_distances")))
         loads = ", ".join(f"{x['load_before']:.1f} / {x['load_after']:.1f}" for x in r["runs"])
         lines.append(
-            f"| {r['n_cells']:,} x {r['n_genes']:,} | {r['da_s']:.1f} | {r['de_s']:.1f} "
+            f"| {r['n_cells']:,} x {r['n_genes']:,}{_label(r)} | {r['da_s']:.1f} | {r['de_s']:.1f} "
             f"| {r['total_s']:.1f} | {r['peak_rss_gb']:.2f} | {r['data_rss_gb']:.2f} | {stages} "
             f"| {first['de_called']} ({first['de_called_planted']} of {first['n_planted']}) "
-            f"| {loads} | {first.get('blas_threads', 'default')} |")
-    return "\n".join(lines)
+            f"| {loads} | {first.get('blas_threads', 'default')} | {r['git_commit']}, {r['date']} |")
+    return lines
+
+
+def earlier_rows(new_rows: list[str]) -> list[str]:
+    """Rows of the section's table from earlier runs that the cache does not replace.
+
+    A row is replaced by a new one of the same size, layers and commit.
+    """
+    cur = RESULTS.read_text() if RESULTS.exists() else ""
+    if TITLE not in cur:
+        return []
+    own = cur.split(TITLE, 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in own.splitlines() if ln.startswith("| ") and not ln.startswith("| cells")]
+
+    def key(row):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        return cells[0], cells[-1].split(",")[0]
+
+    replaced = {key(r) for r in new_rows}
+    return [r for r in rows if key(r) not in replaced]
+
+
+def writes(results) -> list[str]:
+    """A line per run that also wrote its AnnData (layers on disk) with ``write_h5ad``."""
+    return [f"Writing the {r['n_cells']:,} x {r['n_genes']:,} result with its layers on disk "
+            f"(`adata.write_h5ad`, {r['runs'][0]['h5ad_gb']:.1f} GB file): "
+            f"{r['runs'][0]['write_h5ad_s']:.0f} s, peak RSS over the write "
+            f"{r['runs'][0]['write_peak_rss_gb']:.2f} GB (RSS before it "
+            f"{r['runs'][0]['write_rss_before_gb']:.2f} GB).\n"
+            for r in results if "write_h5ad_s" in r["runs"][0]]
+
+
+def table(results) -> str:
+    rows = table_rows(results)
+    return "\n".join(HEADER + earlier_rows(rows) + rows)
 
 
 def figure(results):
+    results = [r for r in results if r.get("layers", "none") == "none"]
+    if not results:
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -317,18 +402,23 @@ def report():
         print("no cached results under", RUNS)
         return
     figure(results)
-    runs = "; ".join(f"{r['n_cells']:,} x {r['n_genes']:,}: {r['date']}, commit {r['git_commit']}"
-                     f"{' (kompot/ dirty)' if r['kompot_dir_dirty'] else ''}, `{r['command']}`"
-                     for r in results)
+    runs = "; ".join(f"{r['n_cells']:,} x {r['n_genes']:,}{_label(r)}: {r['date']}, commit "
+                     f"{r['git_commit']}{' (kompot/ dirty)' if r['kompot_dir_dirty'] else ''}, "
+                     f"`{r['command']}`" for r in results)
     text = "\n".join([
         TITLE, "",
         f"Machine: {results[0]['machine']}, shared with other work (load averages in the "
-        "table; with load above the 2 cores the times are upper bounds). Runs: " + runs + ".",
+        "table; with load above the 2 cores the times are upper bounds). Latest runs: " + runs
+        + ". Rows of earlier commits are kept in the table (their commands: the same, "
+        "`--blas-threads 1`).",
         "",
         "Data and calls: see `benchmarks/scale.py` (synthetic sparse CSR, 10 % nonzero, 10-D "
-        "states, 3 vs 3 samples; DA, then DE with `store_layers=False`, FDR at the defaults). "
+        "states, 3 vs 3 samples; DA, then DE with `store_layers=False` (rows 'layers on disk' "
+        "/ 'in memory': `store_layers=True` with `kompot.settings.layers_on_disk` True / "
+        "False), FDR at the "
+        "defaults, `kompot.settings.memory_budget` at its default of 4 GiB). "
         "Peak RSS includes the data (data RSS: the process after building them).", "",
-        table(results), "", "![scaling](scale.png)", "",
+        table(results), "", *writes(results), "![scaling](scale.png)", "",
         "### Reading (scaling)", "", previous_reading(), "",
     ])
     write_section(TITLE, text, RESULTS)
@@ -343,15 +433,18 @@ def main():
     p.add_argument("--report", action="store_true", help="only rewrite the section and figure")
     p.add_argument("--blas-threads", type=int, default=None,
                    help="OPENBLAS_NUM_THREADS of the children (default: the library's)")
+    p.add_argument("--layers-on-disk", metavar="DIR", default=None,
+                   help="store the DE layers, on disk under DIR (zarr; default: no layers); "
+                        "'memory': store them in memory")
     p.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        child(*a.child)
+        child(*a.child, layers_dir=a.layers_on_disk)
         return
     sizes = ([tuple(int(x) for x in s.split("x")) for s in a.sizes] if a.sizes
              else list(SIZES)) + ([HUGE] if a.huge else [])
     if not a.report:
-        measure(sizes, a.repeats, a.blas_threads)
+        measure(sizes, a.repeats, a.blas_threads, a.layers_on_disk)
     report()
 
 

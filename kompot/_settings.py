@@ -5,17 +5,27 @@ Verbosity levels are scanpy's: 0 ``"error"``, 1 ``"warning"``, 2 ``"info"``, 3
 ``scanpy.settings.verbosity`` when scanpy has been imported, and uses 1
 (``"warning"``, scanpy's default) otherwise. ``dask_client`` names a Dask
 cluster that differential expression runs its gene blocks on (see
-:mod:`kompot.parallel`). Importing this module imports nothing else and
-configures no logging.
+:mod:`kompot.parallel`). ``memory_budget``, ``layers_on_disk`` and
+``layers_dir`` bound kompot's working memory and say where the cells x genes
+layers of differential expression go when they do not fit in it (see
+:mod:`kompot.models.layer_store`). Importing this module imports nothing
+else and configures no logging.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 
 LEVELS = ("error", "warning", "info", "hint", "debug")
 DEFAULT_VERBOSITY = 1
+DEFAULT_MEMORY_BUDGET = 4 * 1024**3
+# Below this a budget is surely a unit slip (memory_budget=8 meant 8 GB).
+MIN_MEMORY_BUDGET = 2**10
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 def _as_level(value) -> int:
@@ -45,12 +55,52 @@ def checked_client(value, name: str = "dask_client"):
     )
 
 
+def checked_budget(value) -> int:
+    """A memory budget in bytes, from a number of bytes or a string such as ``"8GB"`` or ``"16GiB"``."""
+    number = value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", value)
+        unit = match.group(2).lower() if match else None
+        if unit not in _UNITS:
+            raise ValueError(
+                f"memory_budget {value!r} is not a size; give bytes (an integer) or a string "
+                "such as '8GB' or '16GiB'."
+            )
+        number = float(match.group(1)) * _UNITS[unit]
+    if isinstance(number, bool) or not isinstance(number, int | float) or not number > 0:
+        raise ValueError(
+            f"memory_budget must be a positive number of bytes or a string such as '8GB'; "
+            f"got {value!r}."
+        )
+    if number < MIN_MEMORY_BUDGET:
+        raise ValueError(
+            f"memory_budget is in bytes: {value!r} is under 1 KiB. Give a size such as "
+            f"'{value if not isinstance(value, str) else 8}GB', or a number of bytes."
+        )
+    return int(number)
+
+
+def checked_layers_dir(value):
+    """``value`` as a directory path string (or ``None``); raise if it names something else."""
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError(f"layers_dir must be None or a directory path, got {type(value).__name__}.")
+    path = os.path.abspath(os.path.expanduser(os.fspath(value)))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"layers_dir {path!r} exists and is not a directory; name a directory.")
+    return path
+
+
 class Settings:
     """kompot's settings; the one instance is ``kompot.settings``."""
 
     def __init__(self) -> None:
         self._verbosity: int | None = None
         self._dask_client = None
+        self._memory_budget = DEFAULT_MEMORY_BUDGET
+        self._layers_on_disk = None
+        self._layers_dir = None
 
     @property
     def verbosity(self) -> int:
@@ -86,10 +136,68 @@ class Settings:
     def dask_client(self, value) -> None:
         self._dask_client = checked_client(value)
 
+    @property
+    def memory_budget(self) -> int:
+        """Working memory, in bytes, that a kompot run may use for its large arrays (default 4 GiB).
+
+        Set bytes or a string such as ``"16GB"`` or ``"16GiB"``. Differential
+        expression predicts cells in chunks sized from it, sizes its gene
+        blocks on a Dask cluster from it (half of it per block, per worker),
+        and keeps the cells x genes layers in memory only while they fit in
+        it (see ``layers_on_disk``). It bounds what kompot allocates for
+        these, not the process: the expression, the cell states and the
+        fits come on top.
+        """
+        return self._memory_budget
+
+    @memory_budget.setter
+    def memory_budget(self, value) -> None:
+        self._memory_budget = DEFAULT_MEMORY_BUDGET if value is None else checked_budget(value)
+
+    @property
+    def layers_on_disk(self) -> bool | None:
+        """Whether differential expression writes its cells x genes layers to disk.
+
+        ``None`` (the default): when the five float32 layers would take more
+        than ``memory_budget``; ``True``: always; ``False``: never (in
+        memory, whatever their size). On disk each layer is a zarr store
+        under ``layers_dir``, and ``adata.layers`` holds dask arrays reading
+        them (``pip install 'kompot[dask]'``).
+        """
+        return self._layers_on_disk
+
+    @layers_on_disk.setter
+    def layers_on_disk(self, value) -> None:
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"layers_on_disk must be None, True or False; got {value!r}.")
+        self._layers_on_disk = value
+
+    @property
+    def layers_dir(self) -> str | None:
+        """Directory under which layers on disk are written; ``None``: a temporary directory.
+
+        Each run writes into a new subdirectory (named in kompot's report)
+        and kompot never deletes anything here: the AnnData's layers read
+        these files, so keep them as long as the AnnData, or write the
+        AnnData (``write_h5ad``/``write_zarr`` copy the layers in). With
+        ``None`` the layers go to a new directory in the system's
+        temporary directory (``$TMPDIR``), removed when Python exits, and
+        kompot warns naming it. On a cluster name a directory on a
+        filesystem the workers share.
+        """
+        return self._layers_dir
+
+    @layers_dir.setter
+    def layers_dir(self, value) -> None:
+        self._layers_dir = checked_layers_dir(value)
+
     def __repr__(self) -> str:
         client = "" if self._dask_client is None else f", dask_client={self._dask_client!r}"
+        disk = "" if self._layers_on_disk is None else f", layers_on_disk={self._layers_on_disk}"
+        where = "" if self._layers_dir is None else f", layers_dir={self._layers_dir!r}"
         return (f"kompot.settings(verbosity={self.verbosity} "
-                f"({LEVELS[self.verbosity]!r}){client})")
+                f"({LEVELS[self.verbosity]!r}){client}, memory_budget={self._memory_budget}"
+                f"{disk}{where})")
 
     # ------------------------------------------------------ compute backend
     _compute_backend = "numpy"

@@ -9,8 +9,6 @@ AnnData; an array user gets the same numbers from them.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from ..core.fdr import fdr_dataframe
@@ -22,9 +20,8 @@ from .abundance_analysis import checked_masks
 from .covariate_adjustment import check_covariates
 from .differential_expression import _check_conditions
 from .expression_model import ExpressionModel
-
-# Cells predicted at once; bounds the float64 working memory to chunk x genes.
-PREDICT_CHUNK = 20_000
+from .layer_store import layer_store_for, predict_chunk_size
+from .replicate_prior import prior_summary
 
 
 def run_differential_expression(
@@ -54,7 +51,8 @@ def run_differential_expression(
     layers: bool = True,
     random_state: int | None = 0,
     batch_size: int = 500,
-    predict_chunk: int = PREDICT_CHUNK,
+    predict_chunk: int | None = None,
+    layer_store=None,
     gene_block_size: int | None = None,
     client=None,
     progress: bool = False,
@@ -115,11 +113,20 @@ def run_differential_expression(
         Genes drawn per permutation (``None``: all).
     layers
         Return the cells x genes fields; without them memory does not grow
-        with cells x genes (cells are predicted in chunks).
+        with cells x genes (the mean fold change needs no per-cell arrays).
     random_state, batch_size, progress
         Seed, cells per block and progress bars.
     predict_chunk
-        Cells predicted at once.
+        Cells predicted at once; ``None``: from ``kompot.settings.memory_budget``
+        (:func:`~kompot.models.layer_store.predict_chunk_size`).
+    layer_store
+        Where the layers go: ``None`` follows ``kompot.settings``
+        (``layers_on_disk``: by default to disk when they would exceed
+        ``memory_budget``; ``layers_dir``), ``False`` in memory, ``True`` to
+        disk under ``settings.layers_dir``, a directory path to disk under
+        it. On disk each chunk of cells is written into zarr stores in a new
+        subdirectory, and the layers are returned as dask arrays reading
+        them (:mod:`kompot.models.layer_store`).
     gene_block_size
         Genes per block. ``None``: in this process one block (all genes at
         once, the fastest); on a cluster blocks within a memory budget per
@@ -136,8 +143,10 @@ def run_differential_expression(
     Returns
     -------
     An :class:`AnalysisResult` over :data:`DE_SCHEMA`: per gene of ``Y1``
-    and per row of ``X`` (layers, float32); ``fitted`` holds ``landmarks`` and
-    ``ls``; ``model`` is the fitted :class:`DifferentialExpression` when all
+    and per row of ``X`` (layers, float32); ``fitted`` holds ``landmarks``,
+    ``ls`` and, with moderated replicates, ``replicate_prior`` (its degrees of
+    freedom ``df``, ``scale``, ``residual_df`` and the ``weight`` of a gene's
+    own covariance); ``model`` is the fitted :class:`DifferentialExpression` when all
     genes formed one block computed in this process, else ``None``.
     """
     samples = (condition1_sample_indices, condition2_sample_indices)
@@ -150,11 +159,15 @@ def run_differential_expression(
                          names=covariate_names)
         covariates = (condition1_covariates, condition2_covariates, covariate_names)
     _check_conditions(X[mask1], Y1, X[mask2], Y2)
+    store = layer_store_for(layer_store, X.shape[0], Y1.shape[1],
+                            len(gene_blocks.LAYERS)) if layers else None
     # Fixed once for all gene blocks (DifferentialExpression.fit would choose
     # the same from the same cells and seed).
     landmarks, ls = shared_hyperparameters(
         [X[mask1], X[mask2]], n_landmarks=n_landmarks, landmarks=landmarks, ls=ls,
         ls_factor=ls_factor, random_state=random_state)
+    predict_chunk = predict_chunk or predict_chunk_size(X.shape[0], Y1.shape[1], layers,
+                                                        n_landmarks=len(landmarks))
     null = None
     if fdr:
         null = gene_blocks.plan_null(X[mask1], Y1, X[mask2], Y2, samples, landmarks,
@@ -172,11 +185,12 @@ def run_differential_expression(
                            random_state=random_state, batch_size=batch_size),
             fit_kwargs=dict(sigma=sigma, ls=ls, ls_factor=ls_factor, landmarks=landmarks,
                             allow_single_condition_variance=allow_single_condition_variance),
-            layers=layers, predict_chunk=predict_chunk, null=null, covariates=covariates,
+            layers=layers, predict_chunk=predict_chunk, null=null, layer_store=store,
+            covariates=covariates,
             keep_model=in_process and len(blocks) == 1,
             progress=progress and in_process and len(blocks) == 1)
         if moderate_replicates:
-            plan = replace(plan, replicate_prior=gene_blocks.plan_replicate_prior(plan, Y1, Y2))
+            plan = gene_blocks.with_replicate_prior(plan, Y1, Y2, len(blocks))
         parts = executor.map(gene_blocks.fit_gene_block, plan, blocks, progress=progress,
                              desc="DE gene blocks")
     values = _joined(parts, X.shape[0], Y1.shape[1])
@@ -190,8 +204,10 @@ def run_differential_expression(
         values.update({name: table[name].to_numpy()
                        for name in ("pvalue", "local_fdr", "tail_fdr", "is_de")})
     options = ({"fdr"} if fdr else set()) | ({"layers"} if layers else set())
-    return AnalysisResult(DE_SCHEMA, values, dict(landmarks=landmarks, ls=ls), options,
-                          parts[0].get("model"))
+    fitted = dict(landmarks=landmarks, ls=ls)
+    if parts[0]["replicate_prior"] is not None:
+        fitted["replicate_prior"] = prior_summary(parts[0]["replicate_prior"])
+    return AnalysisResult(DE_SCHEMA, values, fitted, options, parts[0].get("model"))
 
 
 def _joined(parts: list[dict], n_cells: int, n_genes: int) -> dict[str, np.ndarray]:

@@ -16,11 +16,12 @@ null's median rescaling (:func:`pooled_null`) and the FDR.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from .._settings import settings
 from ..core.blocks import block_slices
 from ..core.cell_rows import stack_rows, take_genes, take_rows
 from ..core.covariates import identifiable
@@ -28,6 +29,7 @@ from ..core.replicate_fits import ReplicateBases
 from ..core.replicate_moderation import ReplicatePrior
 from .covariate_adjustment import adjust_for_covariates, adjusted_pair, state_groups
 from .differential_expression import DifferentialExpression
+from .layer_store import LayerStore, read_layers, store_chunk_rows
 from .null import (
     MIN_GENES_FOR_RESCALING,
     _median_ratio,
@@ -41,17 +43,19 @@ from .replicate_prior import learn_replicate_prior, pilot_genes, replicate_dista
 
 logger = logging.getLogger("kompot")
 
-# Working memory one gene block may take on a cluster's worker; the genes per
-# block follow from it (gene_block_size).
-GENE_BLOCK_BYTES = 2 * 1024**3
+# Share of kompot.settings.memory_budget one gene block may take on a
+# cluster's worker; the genes per block follow from it (gene_block_size).
+GENE_BLOCK_SHARE = 0.5
 
 LAYERS = ("condition1_smoothed", "condition2_smoothed", "condition1_std", "condition2_std",
           "fold_change")
 
 
 def gene_block_size(n_cells: int, n_genes: int, layers: bool, slots: int = 1,
-                    budget: int = GENE_BLOCK_BYTES) -> int:
+                    budget: int | None = None) -> int:
     """Genes per block on a cluster: within the memory ``budget``, and one block per slot at least.
+
+    ``budget`` defaults to half of ``kompot.settings.memory_budget``.
 
     Per gene and cell a block holds the float64 expression, its copy in the
     null's canonical order and one permutation's rows (3 x 8 bytes), plus the
@@ -59,6 +63,8 @@ def gene_block_size(n_cells: int, n_genes: int, layers: bool, slots: int = 1,
     factorisations of all cells, whose cost does not shrink with the block,
     so blocks are no smaller than these two limits need.
     """
+    if budget is None:
+        budget = int(settings.memory_budget * GENE_BLOCK_SHARE)
     n_genes = max(n_genes, 1)
     per_gene = max(n_cells, 1) * (3 * 8 + (4 * len(LAYERS) if layers else 0))
     return int(max(1, min(n_genes, budget // per_gene, -(-n_genes // max(slots, 1)))))
@@ -96,10 +102,13 @@ class GeneBlockPlan:
     layers: bool
     predict_chunk: int
     null: NullPlan | None = None
+    layer_store: LayerStore | None = None  # write the layers there (zarr), not into memory
     covariates: tuple | None = None  # (design of condition 1, of condition 2, column names)
     keep_model: bool = False
     progress: bool = False
     replicate_prior: ReplicatePrior | None = None  # moderates every gene's replicate covariance
+    # Learn that prior from the block's own fit: the one block holds every pilot gene.
+    learn_replicate_prior: bool = False
 
 
 def plan_null(X1, Y1, X2, Y2, samples, landmarks, *, n_permutations, n_null_genes,
@@ -148,18 +157,20 @@ def fit_gene_block(plan: GeneBlockPlan, block) -> dict:
 
     A pure function of the plan and the block (it runs on Dask workers as it
     does here). Returns ``mean_lfc``, ``mahalanobis``, ``layers`` (a dict,
-    empty without layers), ``null`` (the block's distances per permutation,
+    empty without layers; with a layer store the paths of the block's zarr
+    arrays), ``null`` (the block's distances per permutation,
     with a null plan) and ``model`` (the fitted model, when the plan keeps it).
     """
     genes, Y1, Y2 = block
     X, mask1, mask2 = plan.X, plan.mask1, plan.mask2
     model = _fitted_model(plan, Y1, Y2)
+    prior = learn_replicate_prior(model) if plan.learn_replicate_prior else plan.replicate_prior
     mean_lfc, layers = predict_in_chunks(model, X, mask1 | mask2, plan.layers, plan.progress,
-                                         plan.predict_chunk)
-    out = dict(mean_lfc=mean_lfc, layers=layers,
-               mahalanobis=replicate_distances(model, plan.replicate_prior, plan.progress))
+                                         plan.predict_chunk, plan.layer_store, genes)
+    out = dict(mean_lfc=mean_lfc, layers=layers, replicate_prior=prior,
+               mahalanobis=replicate_distances(model, prior, plan.progress))
     if plan.null is not None:
-        out["null"] = _block_null(plan, model, Y1, Y2, genes)
+        out["null"] = _block_null(plan, model, Y1, Y2, genes, prior)
     if plan.keep_model:
         out["model"] = model
     return out
@@ -177,41 +188,89 @@ def _fitted_model(plan: GeneBlockPlan, Y1, Y2) -> DifferentialExpression:
     return model
 
 
-def plan_replicate_prior(plan: GeneBlockPlan, Y1, Y2) -> ReplicatePrior | None:
-    """The replicate prior learned from a pilot of the genes; ``None`` without samples.
+def with_replicate_prior(plan: GeneBlockPlan, Y1, Y2, n_blocks: int) -> GeneBlockPlan:
+    """The plan with the prior that moderates every gene's replicate covariance.
 
-    Fitted here, before the blocks, so that every block and every
-    permutation uses the same prior however the genes are split.
+    The prior is learned from a pilot of the genes with the real labels, so
+    that every block and every permutation uses the same prior however the
+    genes are split. When one block holds the whole pilot (all genes), that
+    block learns it from its own fit instead of fitting the genes twice.
+    Without samples there is nothing to moderate and the plan is returned.
     """
     if plan.samples[0] is None and plan.samples[1] is None:
-        return None
+        return plan
     genes = pilot_genes(Y1.shape[1])
-    return learn_replicate_prior(_fitted_model(plan, take_genes(Y1, genes), take_genes(Y2, genes)))
+    if n_blocks == 1 and genes.size == Y1.shape[1]:
+        return replace(plan, learn_replicate_prior=True)
+    pilot = _fitted_model(plan, take_genes(Y1, genes), take_genes(Y2, genes))
+    return replace(plan, replicate_prior=learn_replicate_prior(pilot))
 
 
-def predict_in_chunks(model, X, in_pair, layers, progress, chunk):
+def predict_in_chunks(model, X, in_pair, layers, progress, chunk, store=None, genes=None):
     """Mean fold change over the two conditions' cells, and float32 per-cell results.
 
     Predicting in chunks of cells keeps only one chunk in float64 at a time, so
     that without layers memory does not grow with the number of cells times genes.
+    Without layers only the posterior means enter (:func:`mean_fold_change`).
+    With a :class:`~kompot.models.layer_store.LayerStore` each chunk is
+    written into the block's zarr arrays (``genes``: the block's slice), and
+    the paths are returned instead of the layers.
     """
-    chunks = list(block_slices(X.shape[0], chunk, progress=progress, desc="predict expression"))
+    if not layers:
+        return mean_fold_change(model, X[in_pair], chunk), {}
+    if store is not None:
+        # Whole zarr chunks per write: no chunk is read back to be completed.
+        rows = store_chunk_rows(chunk, genes.stop - genes.start)
+        chunk = chunk // rows * rows
     per_cell = {}
     fc_sum = None
-    for s in chunks:
+    for s in block_slices(X.shape[0], chunk, progress=progress, desc="predict expression"):
         part = model.predict(X[s], progress=False)
         in_chunk = part["fold_change"][in_pair[s]].sum(axis=0)
         fc_sum = in_chunk if fc_sum is None else fc_sum + in_chunk
-        if not layers:
-            continue
         for name in LAYERS:
             if name not in per_cell:
-                per_cell[name] = np.empty((X.shape[0], part[name].shape[1]), np.float32)
-            per_cell[name][s] = part[name]
+                shape = (X.shape[0], part[name].shape[1])
+                per_cell[name] = (np.empty(shape, np.float32) if store is None
+                                  else store.create(name, genes, shape[0], chunk))
+            # numpy casts in place; zarr is handed float32 to store.
+            per_cell[name][s] = part[name] if store is None else part[name].astype(np.float32)
+    if store is not None:
+        per_cell = {name: store.path(name, genes) for name in per_cell}
     return fc_sum / in_pair.sum(), per_cell
 
 
-def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice) -> list[np.ndarray]:
+def mean_fold_change(model, X, chunk: int) -> np.ndarray:
+    """Per gene, the mean over the rows of ``X`` of condition 2's minus condition 1's posterior mean.
+
+    A kompot fit's mean is ``mu + k(x, landmarks) @ weights``, linear in the
+    kernel row, so its mean over cells is ``mu`` plus the mean kernel row
+    times the weights: no cells x genes array, and none of the standard
+    deviations (replicate variance included) that ``predict`` computes.
+    Other predictors are evaluated chunk by chunk.
+    """
+    m1, m2 = model._models()
+    if m1._fit is None or m2._fit is None:
+        total = 0.0
+        for s in block_slices(X.shape[0], chunk):
+            total = total + (m2.predict(X[s], progress=False)
+                             - m1.predict(X[s], progress=False)).sum(axis=0)
+        return total / X.shape[0]
+    k1 = _mean_kernel_row(m1._fit, X, chunk)
+    k2 = k1 if m1._shares_basis_with(m2) else _mean_kernel_row(m2._fit, X, chunk)
+    return (m2._fit.mu + k2 @ m2._fit.weights) - (m1._fit.mu + k1 @ m1._fit.weights)
+
+
+def _mean_kernel_row(fit, X, chunk: int) -> np.ndarray:
+    """``k(X, landmarks).mean(axis=0)``, computed a chunk of cells at a time."""
+    total = 0.0
+    for s in block_slices(X.shape[0], chunk):
+        total = total + fit.kernel(X[s]).sum(axis=0)
+    return total / X.shape[0]
+
+
+def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice,
+                prior: ReplicatePrior | None) -> list[np.ndarray]:
     """Each permutation's distances of the genes it drew from this block (in gene order).
 
     Refits reuse the real fit's landmarks, length scale and pooled prior
@@ -244,7 +303,7 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice) -> list[np.nda
         de = DifferentialExpression(**plan.de_kwargs)
         de.fit(null.X[rows1], A1, null.X[rows2], A2,
                condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
-        out.append(replicate_distances(de, plan.replicate_prior))
+        out.append(replicate_distances(de, prior))
     return out
 
 
@@ -273,9 +332,16 @@ def pooled_null(block_nulls: list[list[np.ndarray]], rescale_to: np.ndarray | No
     return np.concatenate(null)
 
 
-def joined_layers(parts: list[dict], n_cells: int, n_genes: int) -> dict[str, np.ndarray]:
-    """The blocks' per-cell layers side by side (no copy for a single block)."""
-    if len(parts) == 1 or not parts[0]:
+def joined_layers(parts: list[dict], n_cells: int, n_genes: int) -> dict:
+    """The blocks' per-cell layers side by side (no copy for a single block).
+
+    Blocks written to zarr stores (paths) are joined as lazy dask arrays.
+    """
+    if not parts[0]:
+        return parts[0]
+    if isinstance(next(iter(parts[0].values())), str):
+        return read_layers(parts)
+    if len(parts) == 1:
         return parts[0]
     out = {name: np.empty((n_cells, n_genes), np.float32) for name in parts[0]}
     start = 0

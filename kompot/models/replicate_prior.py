@@ -25,8 +25,12 @@ from .differential_expression import DifferentialExpression
 PILOT_GENES = 500
 
 
-def pilot_genes(n_genes: int, size: int = PILOT_GENES) -> np.ndarray:
-    """Evenly spaced genes of the panel (all of them when there are at most ``size``)."""
+def pilot_genes(n_genes: int, size: int | None = None) -> np.ndarray:
+    """Evenly spaced genes of the panel (all of them when there are at most ``size``).
+
+    ``size`` defaults to :data:`PILOT_GENES`.
+    """
+    size = PILOT_GENES if size is None else size
     return np.unique(np.linspace(0, n_genes - 1, min(size, n_genes)).round().astype(int))
 
 
@@ -40,6 +44,12 @@ def learn_replicate_prior(model: DifferentialExpression) -> ReplicatePrior | Non
     if rank < 1 or np.count_nonzero(traces) < 2:
         return None
     return fit_replicate_prior(low_rank, reference_variance(diag, low_rank.shape[0]), rank)
+
+
+def prior_summary(prior: ReplicatePrior) -> dict[str, float]:
+    """The prior's numbers for a run's record (its shape factor is left out)."""
+    return dict(df=float(prior.df), scale=float(prior.scale),
+                residual_df=float(prior.residual_df), weight=float(prior.weight))
 
 
 def replicate_distances(model: DifferentialExpression, prior: ReplicatePrior | None,

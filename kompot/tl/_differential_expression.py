@@ -7,14 +7,14 @@ import numpy as np
 
 from .._keys import DEKeys
 from ..models import run_differential_expression
-from ..models.expression_analysis import PREDICT_CHUNK
 from . import _inputs as inp
 from ._defaults import DE_LS_FACTOR, N_LANDMARKS, N_NULL_GENES, N_PERMUTATIONS, OBSM_KEY
 from ._input_meaning import check_expression_scale, informative_columns, log1p_base
 from ._record import make_record, write_result
 
-# Cells predicted at once (read at call time, so that tests can shrink it).
-_PREDICT_CHUNK = PREDICT_CHUNK
+# Cells predicted at once; None: from kompot.settings.memory_budget (read at
+# call time, so that tests can shrink it).
+_PREDICT_CHUNK = None
 
 
 def compute_differential_expression(
@@ -146,10 +146,14 @@ def compute_differential_expression(
         the same FDR (``docs/significance.md``).
     store_layers
         Write the cells x genes layers (five float32 arrays of
-        ``n_obs x n_vars``: 40 GB at a million cells and 2,000 genes);
-        ``False`` writes the per-gene results only, and then memory does not
-        grow with cells x genes (the expression is read and the cells are
-        predicted in blocks).
+        ``n_obs x n_vars``: 40 GB at a million cells and 2,000 genes).
+        Layers larger than ``kompot.settings.memory_budget`` are written to
+        zarr stores on disk (under ``kompot.settings.layers_dir``) a chunk
+        of cells at a time and stored as dask arrays reading them
+        (``docs/scaling.md``; ``kompot.settings.layers_on_disk`` forces
+        either way). ``False`` writes the per-gene results only, and then
+        memory does not grow with cells x genes (the expression is read in
+        blocks, and the mean fold change needs no per-cell arrays).
     random_state
         Seed of the landmark selection and of the permutations.
     batch_size
@@ -191,7 +195,9 @@ def compute_differential_expression(
         ``condition2`` minus ``condition1`` smoothed expression.
     ``adata.uns[key_added]`` : dict
         ``params``, ``version``, ``condition1``, ``condition2``, ``groupby``,
-        ``obsm_key``, ``landmarks``, ``ls`` and ``fields`` (names written,
+        ``obsm_key``, ``landmarks``, ``ls``, with ``sample_col`` and
+        ``moderate_replicates`` the ``replicate_prior`` (``df``, ``scale``,
+        ``residual_df``, ``weight``) and ``fields`` (names written,
         by slot).
 
     Examples

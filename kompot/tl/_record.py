@@ -18,6 +18,7 @@ from anndata import ImplicitModificationWarning
 
 from .._settings import report
 from .._warnings import KompotWarning
+from ..models.layer_store import is_lazy
 
 logger = logging.getLogger("kompot")
 
@@ -189,13 +190,41 @@ def full_layer(values: np.ndarray, gene_idx, n_vars: int, dtype: str = "float32"
     """A cells x analysed-genes result as a cells x all-genes layer, NaN elsewhere.
 
     float32 halves the memory of these dense layers; the values are smoothed
-    estimates whose uncertainty is far above float32 resolution.
+    estimates whose uncertainty is far above float32 resolution. A dask
+    array (layers on disk) stays lazy.
     """
+    if is_lazy(values):
+        return _full_lazy_layer(values, gene_idx, n_vars, dtype)
     if gene_idx is None or gene_idx.size == n_vars:
         return np.asarray(values, dtype=dtype)  # no copy when already of that dtype
     full = np.full((values.shape[0], n_vars), np.nan, dtype=dtype)
     full[:, gene_idx] = values
     return full
+
+
+def _full_lazy_layer(values, gene_idx, n_vars: int, dtype: str):
+    """:func:`full_layer` of a dask array: its columns and NaN columns, joined lazily.
+
+    ``gene_idx`` is sorted, so each run of analysed genes is a slice of
+    ``values`` and each run of other genes a block of NaN.
+    """
+    import dask.array as da
+
+    values = values.astype(dtype)
+    if gene_idx is None or gene_idx.size == n_vars:
+        return values
+    analysed = np.zeros(n_vars, bool)
+    analysed[gene_idx] = True
+    bounds = np.flatnonzero(np.diff(analysed.astype(np.int8))) + 1
+    pieces, taken = [], 0
+    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, n_vars], strict=True):
+        if analysed[start]:
+            pieces.append(values[:, taken:taken + stop - start])
+            taken += stop - start
+        else:
+            pieces.append(da.full((values.shape[0], stop - start), np.nan, dtype=dtype,
+                                  chunks=(values.chunks[0], stop - start)))
+    return da.concatenate(pieces, axis=1)
 
 
 def _stage(adata, key_added: str, record: dict, *, obs, var, layers, uns) -> dict[str, object]:

@@ -13,7 +13,7 @@ from kompot.models import (
     run_differential_abundance,
     run_differential_expression,
 )
-from kompot.models.gene_blocks import GENE_BLOCK_BYTES, gene_block_size
+from kompot.models.gene_blocks import gene_block_size
 from kompot.parallel import DaskExecutor
 
 C1, C2 = "control", "treated"
@@ -70,6 +70,22 @@ def test_gene_blocks_on_a_cluster_equal_one_block_in_process(client, adata, repl
     assert here.model is not None and there.model is None
     _assert_same(dict(there.values), dict(here.values))
     np.testing.assert_array_equal(there.fitted["landmarks"], here.fitted["landmarks"])
+
+
+def test_workers_write_layers_to_disk(client, adata, tmp_path):
+    """Blocks on workers write their own zarr stores; read back, the layers are those in memory."""
+    X, mask1, mask2, Y, _ = _arrays(adata)
+    here = run_differential_expression(X, mask1, mask2, Y[mask1], Y[mask2], client=False,
+                                       layer_store=False, fdr=False, **OPTIONS)
+    there = run_differential_expression(X, mask1, mask2, Y[mask1], Y[mask2], client=client,
+                                        layer_store=tmp_path, gene_block_size=BLOCK, fdr=False,
+                                        **OPTIONS)
+    (run_dir,) = tmp_path.iterdir()
+    assert len(list(run_dir.glob("condition1_std.genes*.zarr"))) == Y.shape[1] // BLOCK
+    for name in ("condition1_smoothed", "condition2_std", "fold_change"):
+        assert not isinstance(there.values[name], np.ndarray)
+        np.testing.assert_allclose(there.values[name].compute(), here.values[name],
+                                   rtol=1e-6, atol=1e-7, err_msg=name)
 
 
 def test_tl_follows_the_setting_and_an_address(client, adata):
@@ -149,9 +165,12 @@ def test_a_client_without_distributed_says_what_to_install(monkeypatch, adata):
                                     client="tcp://127.0.0.1:8786", fdr=False, **OPTIONS)
 
 
-def test_gene_block_size_follows_the_memory_budget_and_the_slots():
+def test_gene_block_size_follows_the_memory_budget_and_the_slots(monkeypatch):
     per_gene = 1_000_000 * (3 * 8 + 5 * 4)
-    assert gene_block_size(1_000_000, 5000, layers=True) == GENE_BLOCK_BYTES // per_gene
+    half_budget = kompot.settings.memory_budget // 2
+    assert gene_block_size(1_000_000, 5000, layers=True) == half_budget // per_gene
+    monkeypatch.setattr(kompot.settings, "memory_budget", "16GiB")
+    assert gene_block_size(1_000_000, 5000, layers=True) == 8 * 1024**3 // per_gene
     assert gene_block_size(1_000_000, 5000, layers=False) > gene_block_size(
         1_000_000, 5000, layers=True)
     assert gene_block_size(300, 40, layers=True) == 40  # a small run on one slot: one block

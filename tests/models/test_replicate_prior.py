@@ -6,7 +6,7 @@ import pytest
 import kompot
 from kompot import DifferentialExpression
 from kompot.core.replicate_moderation import moderate_low_rank, reference_variance
-from kompot.models import run_differential_expression
+from kompot.models import replicate_prior, run_differential_expression
 from kompot.models.replicate_prior import learn_replicate_prior, pilot_genes, replicate_distances
 
 C1, C2 = "control", "treated"
@@ -56,18 +56,46 @@ def test_without_samples_there_is_nothing_to_moderate(data):
                                   de.compute_mahalanobis_distances(de.landmarks_, progress=False))
 
 
-def test_every_gene_block_uses_one_prior(data):
+@pytest.mark.parametrize("pilot", [None, 10], ids=["pilot-all-genes", "pilot-10-of-40"])
+def test_every_gene_block_uses_one_prior(data, monkeypatch, pilot):
+    """One block learns the prior from its own fit when it holds the whole pilot, else the
+    driver fits the pilot: either way blocks of 7 genes get the same results."""
+    if pilot is not None:
+        monkeypatch.setattr(replicate_prior, "PILOT_GENES", pilot)
     X, m1, m2, Y, s = data
     kwargs = dict(condition1_sample_indices=s[m1], condition2_sample_indices=s[m2],
                   n_landmarks=25, n_permutations=3, n_null_genes=20, layers=False)
-    one = run_differential_expression(X, m1, m2, Y[m1], Y[m2], **kwargs).values
+    run = run_differential_expression(X, m1, m2, Y[m1], Y[m2], **kwargs)
+    one = run.values
     blocks = run_differential_expression(X, m1, m2, Y[m1], Y[m2], gene_block_size=7,
-                                         **kwargs).values
+                                         **kwargs)
     for name in ("mahalanobis", "pvalue", "tail_fdr"):
-        np.testing.assert_allclose(blocks[name], one[name], rtol=1e-10, err_msg=name)
+        np.testing.assert_allclose(blocks.values[name], one[name], rtol=1e-10, err_msg=name)
+    recorded = run.fitted["replicate_prior"]
+    assert blocks.fitted["replicate_prior"] == pytest.approx(recorded, rel=1e-12)
+    assert 0.0 <= recorded["weight"] < 1.0 and recorded["scale"] > 0
     plain = run_differential_expression(X, m1, m2, Y[m1], Y[m2], moderate_replicates=False,
                                         **kwargs).values
     assert not np.allclose(plain["mahalanobis"], one["mahalanobis"], rtol=1e-3)
+
+
+def test_the_run_records_its_prior(data):
+    import anndata as ad
+    import pandas as pd
+
+    X, m1, m2, Y, s = data
+    adata = ad.AnnData(Y.astype(np.float32), obs=pd.DataFrame(
+        {"condition": np.where(m2, C2, C1), "sample": s}, index=[str(i) for i in range(len(Y))]))
+    adata.obsm["DM_EigenVectors"] = X
+    kompot.tl.compute_differential_expression(adata, "condition", C1, C2, sample_col="sample",
+                                              n_landmarks=25, n_permutations=2,
+                                              store_layers=False, progress=False)
+    record = adata.uns["kompot_de"]
+    assert set(record["replicate_prior"]) == {"df", "scale", "residual_df", "weight"}
+    assert record["params"]["moderate_replicates"] is True
+    with pytest.raises(ValueError, match="moderate_replicates"):
+        kompot.tl.compute_differential_expression(adata, "condition", C1, C2,
+                                                  sample_col="sample", moderate_replicates="yes")
 
 
 def test_pilot_genes_spread_over_the_panel():
