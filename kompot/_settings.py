@@ -199,6 +199,28 @@ class Settings:
                 f"({LEVELS[self.verbosity]!r}){client}, memory_budget={self._memory_budget}"
                 f"{disk}{where})")
 
+    # ------------------------------------------------------ compute backend
+    _compute_backend = "numpy"
+
+    @property
+    def compute_backend(self) -> str:
+        """Where the hot array products run: ``"numpy"`` (default) or ``"jax"``.
+
+        ``"jax"`` computes kernel blocks, predictions at cells and the
+        per-gene Mahalanobis solves with JAX in float64 on JAX's default
+        device (a GPU when JAX has one); ``"jax:gpu"`` or ``"jax:cpu"`` name
+        the platform. Setting it imports JAX and checks the device, but
+        changes none of JAX's global configuration. Results equal numpy's to
+        rounding; see :mod:`kompot.core.backend`.
+        """
+        return self._compute_backend
+
+    @compute_backend.setter
+    def compute_backend(self, value) -> None:
+        from .core.backend import checked_backend
+
+        self._compute_backend = checked_backend(value)
+
 
 settings = Settings()
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import backend
 from .blocks import block_slices
 from .cell_rows import dense_rows
-from .kernel import kernel_diag, kernel_matrix
+from .kernel import _is_plain_matern52, kernel_diag, kernel_matrix
 from .linalg import lower_solve, safe_cholesky, upper_solve
 
 # Keep the whitened kernel of the training cells in memory below this size.
@@ -146,11 +147,13 @@ def fit_function_parts(
     blocks = []  # (X, Y, slice, cached whitened kernel or None)
     AAt = np.zeros((m, m))
     AR = np.zeros((m, n_genes))
+    device_cache = {} if backend.uses_jax() and _is_plain_matern52(cov_func) else None
     for X, Y in parts:
         for s in block_slices(X.shape[0], batch_size, progress=progress, desc="fit expression GP"):
-            A = _whitened(X[s], Lp, cov_func, landmarks)
-            AAt += A @ A.T
-            AR += A @ _rows(Y, s, mu)
+            A = _whitened(X[s], Lp, cov_func, landmarks, device_cache)
+            gram, products = _gram_and_products(A, _rows(Y, s, mu))
+            AAt += gram
+            AR += products
             blocks.append((X, Y, s, A if keep else None))
     if mean_weights is not None:
         # Fit the residual from the prior mean function: A (y - A^T Lp^T w0).
@@ -160,30 +163,52 @@ def fit_function_parts(
     fit.weights = fit._solve_weights_whitened(AR)
     if mean_weights is not None:
         fit.weights += mean_weights
-    if not obs_variance:
-        return fit
+    if obs_variance:
+        _fit_empirical_variance(fit, blocks, AAt, variance_mean_weights, device_cache)
+    return fit
 
-    # Leverage h_i = k_i^T (sigma^2 K_uu + K_ux K_xu)^{-1} k_i, then HC3-corrected
-    # squared residuals, smoothed by a second GP with the same factorisation.
-    # In whitened form h_i = a_i^T (sigma^2 I + A A^T)^{-1} a_i = |LB^{-1} a_i|^2 / sigma^2,
-    # and the fitted mean at the cells is mu + A^T (Lp^T weights).
-    whitened_weights = fit.Lp.T @ fit.weights
-    AR2 = np.zeros((m, n_genes))
+
+def _fit_empirical_variance(fit: FunctionFit, blocks, AAt, variance_mean_weights,
+                            device_cache) -> None:
+    """Set ``fit.variance_weights``: the smoothed, leverage-corrected squared residuals.
+
+    Leverage h_i = k_i^T (sigma^2 K_uu + K_ux K_xu)^{-1} k_i, then HC3-corrected
+    squared residuals, smoothed by a second GP with the same factorisation.
+    In whitened form h_i = a_i^T (sigma^2 I + A A^T)^{-1} a_i = |LB^{-1} a_i|^2 / sigma^2,
+    and the fitted mean at the cells is mu + A^T (Lp^T weights).
+    """
+    Lp, LB, mu, sigma = fit.Lp, fit.LB, fit.mu, fit.sigma
+    whitened_weights = Lp.T @ fit.weights
+    AR2 = np.zeros(fit.weights.shape)
     for X, Y, s, A in blocks:
-        A = _whitened(X[s], Lp, cov_func, landmarks) if A is None else A
-        h = np.sum(lower_solve(LB, A) ** 2, axis=0) / sigma**2
-        # In place: one block of cells x genes besides the expression block.
-        r2 = A.T @ whitened_weights
-        np.subtract(_rows(Y, s, mu), r2, out=r2)
-        r2 **= 2
-        r2 /= np.maximum(1.0 - h, 1e-12)[:, None] ** 2
-        AR2 += A @ r2
+        if A is None:
+            A = _whitened(X[s], Lp, fit.cov_func, fit.landmarks, device_cache)
+        AR2 += _smoothed_squared_residuals(A, LB, whitened_weights, _rows(Y, s, mu), sigma)
     if variance_mean_weights is not None:
         AR2 -= AAt @ (Lp.T @ variance_mean_weights)
     fit.variance_weights = fit._solve_weights_whitened(AR2)
     if variance_mean_weights is not None:
         fit.variance_weights += variance_mean_weights
-    return fit
+
+
+def _gram_and_products(A, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``A A^T`` and ``A R`` of one block of cells (``A`` in numpy or on the JAX device)."""
+    if isinstance(A, backend.KernelBlock):
+        return A.gram(), A.times(R)
+    return A @ A.T, A @ R
+
+
+def _smoothed_squared_residuals(A, LB, whitened_weights, R, sigma: float) -> np.ndarray:
+    """``A r2``, with ``r2`` the block's HC3-corrected squared residuals."""
+    if isinstance(A, backend.KernelBlock):
+        return A.smoothed_squared_residuals(LB, whitened_weights, R, sigma)
+    h = np.sum(lower_solve(LB, A) ** 2, axis=0) / sigma**2
+    # In place: one block of cells x genes besides the expression block.
+    r2 = A.T @ whitened_weights
+    np.subtract(R, r2, out=r2)
+    r2 **= 2
+    r2 /= np.maximum(1.0 - h, 1e-12)[:, None] ** 2
+    return A @ r2
 
 
 def landmark_cholesky(landmarks: np.ndarray, cov_func, jitter: float) -> np.ndarray:
@@ -217,8 +242,12 @@ def _check_sigma(sigma) -> float:
     return sigma
 
 
-def _whitened(X: np.ndarray, Lp: np.ndarray, cov_func, landmarks: np.ndarray) -> np.ndarray:
+def _whitened(X: np.ndarray, Lp: np.ndarray, cov_func, landmarks: np.ndarray,
+              device_cache: dict | None = None):
     # A = Lp^{-1} K_ux keeps A A^T numerically PSD (see density.py).
+    if device_cache is not None:  # kept on the JAX device
+        return backend.KernelBlock(X, landmarks, float(cov_func.ls), Lp, device_cache,
+                                   keep_kernel=False)
     return lower_solve(Lp, kernel_matrix(cov_func, X, landmarks).T)
 
 

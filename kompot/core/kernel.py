@@ -9,7 +9,8 @@ only when a mellon predictor or estimator is handed to the user.
 A user's own covariance object (any of mellon's, or anything callable as
 ``cov(X, Y)`` with a ``diag(X)`` method) is accepted wherever kompot takes
 ``cov_func`` and is called as it is; a plain mellon Matérn-5/2 takes the same
-fast numpy path as kompot's.
+fast numpy path as kompot's (or JAX's, with
+``kompot.settings.compute_backend = "jax"``; see :mod:`kompot.core.backend`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+
+from . import backend
 
 _SQRT5 = np.sqrt(5.0)
 # mellon adds this inside the square root of squared distances.
@@ -103,6 +106,8 @@ def kernel_matrix(cov_func, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     X = np.asarray(X, np.float64)
     Y = np.asarray(Y, np.float64)
     if _is_plain_matern52(cov_func):
+        if backend.uses_jax():
+            return backend.matern52(X, Y, float(cov_func.ls))
         return _matern52_numpy(X, Y, float(cov_func.ls))
     return np.asarray(cov_func(X, Y), np.float64)
 

@@ -51,6 +51,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .._warnings import KompotRuntimeWarning
+from . import backend
 from .linalg import ADVICE as _ADVICE
 from .linalg import jittered_cholesky
 
@@ -210,6 +211,8 @@ def mahalanobis_distances(
         return np.zeros(0)
     if v is None:
         d2 = _shared_factor_path(delta, A, B, jitter, batch_size, progress)
+    elif backend.uses_jax():
+        d2 = _per_gene_factor_path_jax(delta, A, B, v, jitter, batch_size, progress)
     else:
         d2 = _per_gene_factor_path(delta, A, B, v, jitter, batch_size, progress)
     return np.sqrt(d2)
@@ -225,14 +228,21 @@ def _shared_factor_path(
 ) -> np.ndarray:
     """Paths 1 and 2: a single Cholesky of ``A`` serves every gene."""
     L, _ = cholesky_with_jitter(A, jitter=jitter)
+    on_jax = backend.uses_jax()
     # One triangular solve with all G right-hand sides at once (BLAS-3, no per-gene loop).
-    Z = solve_triangular(L, delta, lower=True, check_finite=False)  # (m, G)
+    if on_jax:
+        Z = backend.lower_solve(L, delta)
+    else:
+        Z = solve_triangular(L, delta, lower=True, check_finite=False)  # (m, G)
     if B is None:
         return np.einsum("mg,mg->g", Z, Z)
     m, G = delta.shape
     K = B.shape[2]
     d2 = np.empty(G)
     for sl in _blocks(G, batch_size, progress, "Mahalanobis (Woodbury)"):
+        if on_jax:
+            d2[sl] = backend.shared_factor_woodbury(L, Z[:, sl].T, B[sl])
+            continue
         b = sl.stop - sl.start
         # Whiten the whole block's factors with one solve: (b, m, K) -> (m, b*K) columns.
         rhs = np.moveaxis(B[sl], 1, 0).reshape(m, b * K)
@@ -301,4 +311,33 @@ def _per_gene_factor_path(
             KompotRuntimeWarning,
             stacklevel=3,
         )
+    return d2
+
+
+def _per_gene_factor_path_jax(
+    delta: np.ndarray,
+    A: np.ndarray,
+    B: np.ndarray | None,
+    v: np.ndarray,
+    jitter: float,
+    batch_size: int,
+    progress: bool,
+) -> np.ndarray:
+    """Path 3 with JAX: a block of genes' Cholesky factors and solves in one ``vmap``.
+
+    JAX's Cholesky gives NaN instead of failing; those genes (covariance not
+    numerically positive definite) are redone by the numpy path, which adds
+    jitter and warns as it always does.
+    """
+    m, G = delta.shape
+    d2 = np.empty(G)
+    size = backend.genes_per_factor_block(m, batch_size)
+    for sl in _blocks(G, size, progress, "Mahalanobis (per-gene Cholesky, JAX)"):
+        d2[sl] = backend.per_gene_factor_block(A, v[:, sl], delta[:, sl],
+                                               None if B is None else B[sl])
+    failed = np.flatnonzero(~np.isfinite(d2))
+    if failed.size:
+        d2[failed] = _per_gene_factor_path(
+            delta[:, failed], A, None if B is None else B[failed], v[:, failed], jitter,
+            batch_size, progress)
     return d2

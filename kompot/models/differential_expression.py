@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 
 from .._warnings import warn_inert_parameters
+from ..core import backend
 from ..core.blocks import block_slices
 from ..core.fdr import fdr_dataframe
 from ..core.function_gp import fit_function_parts
-from ..core.kernel import matern52
+from ..core.kernel import _is_plain_matern52, matern52
 from ..core.landmarks import shared_hyperparameters
 from ..core.linalg import lower_solve
 from ..core.mahalanobis import mahalanobis_distances
@@ -20,6 +21,14 @@ from ._fitted import fitted_or_given, not_fitted
 from .expression_model import ExpressionModel
 
 logger = logging.getLogger("kompot")
+
+
+def _kernel_block(fit, X: np.ndarray, device_cache: dict | None):
+    """``K = k(X, U)`` and ``As = Lp^{-1} K^T``; on the JAX device (``As`` inside ``K``) with a cache."""
+    if device_cache is not None:
+        return backend.KernelBlock(X, fit.landmarks, fit.cov_func.ls, fit.Lp, device_cache), None
+    K = fit.kernel(X)
+    return K, lower_solve(fit.Lp, K.T)
 
 
 def _check_conditions(X1, y1, X2, y2) -> tuple[np.ndarray, np.ndarray]:
@@ -416,12 +425,13 @@ class DifferentialExpression:
         result = {k: np.empty((n, n_genes)) for k in (
             "condition1_smoothed", "condition2_smoothed", "condition1_std", "condition2_std")}
         fused = m1._shares_basis_with(m2)
+        # With the JAX backend the kernel block stays on the device for all products.
+        on_device = fused and backend.uses_jax() and _is_plain_matern52(m1._fit.cov_func)
+        device_cache = {}
         for s in block_slices(n, max(self.batch_size, 1), progress=progress, desc="predict DE"):
             if fused:
                 # One kernel and one triangular solve per block serve both conditions.
-                fit = m1._fit
-                K = fit.kernel(X_new[s])
-                As = lower_solve(fit.Lp, K.T)
+                K, As = _kernel_block(m1._fit, X_new[s], device_cache if on_device else None)
             for i, model in ((1, m1), (2, m2)):
                 mean_out = result[f"condition{i}_smoothed"][s]
                 std_out = result[f"condition{i}_std"][s]

@@ -7,9 +7,10 @@ import warnings
 import numpy as np
 
 from .._warnings import KompotInputWarning, warn_inert_parameters
+from ..core.backend import KernelBlock
 from ..core.blocks import block_slices
 from ..core.function_gp import FunctionFit, fit_function
-from ..core.kernel import matern52
+from ..core.kernel import kernel_diag, matern52
 from ..core.landmarks import shared_hyperparameters
 from ._fitted import not_fitted
 from .sample_variance import SampleVarianceEstimator, call_variance_predictor
@@ -419,18 +420,29 @@ class ExpressionModel:
         atlas scale these blocks dominate memory traffic.
         """
         fit = self._fit
-        np.matmul(K, fit.weights, out=mean_out)
+        _times_into(K, fit.weights, mean_out)
         mean_out += fit.mu
         if self.has_empirical_variance and self.obs_variance_predictor is None and not (
             isinstance(self.variance_estimator, SampleVarianceEstimator)
         ):
-            np.matmul(K, fit.variance_weights, out=std_out)
+            _times_into(K, fit.variance_weights, std_out)
             np.maximum(std_out, self.eps, out=std_out)
         elif self.has_empirical_variance:
             std_out[:] = self.obs_variance(X, progress=False)
         else:
             std_out[:] = 0.0
-        std_out += fit.covariance_diag(X, K, As)[:, None] + self.eps
+        if isinstance(K, KernelBlock):
+            std_out += K.posterior_variance(fit.LB, kernel_diag(fit.cov_func, X))[:, None] + self.eps
+        else:
+            std_out += fit.covariance_diag(X, K, As)[:, None] + self.eps
         if self.has_sample_variance:
             std_out += self.sample_variance(X, progress=False)
         np.sqrt(std_out, out=std_out)
+
+
+def _times_into(K, W: np.ndarray, out: np.ndarray) -> None:
+    """``out[:] = K @ W`` for a numpy kernel block or a :class:`KernelBlock` on the JAX device."""
+    if isinstance(K, KernelBlock):
+        K.times_into(W, out)
+    else:
+        np.matmul(K, W, out=out)
