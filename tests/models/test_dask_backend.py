@@ -6,6 +6,7 @@ import warnings
 import distributed  # in the test extra: these tests run wherever the suite runs
 import numpy as np
 import pytest
+from model_testing import C1, C2, toy_arrays
 
 import kompot
 from kompot.models import (
@@ -16,7 +17,6 @@ from kompot.models import (
 from kompot.models.gene_blocks import gene_block_size
 from kompot.parallel import DaskExecutor
 
-C1, C2 = "control", "treated"
 OPTIONS = dict(n_landmarks=30, n_permutations=3, n_null_genes=25, random_state=0)
 BLOCK = 8  # genes per block on the cluster: 40 genes make 5 tasks
 
@@ -34,14 +34,6 @@ def adata():
     return kompot.datasets.toy(n_cells=300, n_genes=40, n_de_genes=8, seed=3)
 
 
-def _arrays(adata):
-    X = np.asarray(adata.obsm["DM_EigenVectors"], np.float64)
-    treated = (adata.obs["condition"] == C2).to_numpy()
-    Y = np.asarray(adata.X, np.float64)
-    samples = adata.obs["sample"].astype(str).to_numpy()
-    return X, ~treated, treated, Y, samples
-
-
 def _assert_same(got: dict, want: dict) -> None:
     assert list(got) == list(want)
     for name, expected in want.items():
@@ -54,7 +46,7 @@ def _assert_same(got: dict, want: dict) -> None:
 
 @pytest.mark.parametrize("replicates", [False, True], ids=["cells", "samples"])
 def test_gene_blocks_on_a_cluster_equal_one_block_in_process(client, adata, replicates):
-    X, mask1, mask2, Y, samples = _arrays(adata)
+    X, mask1, mask2, Y, samples = toy_arrays(adata)
     kwargs = dict(OPTIONS)
     if replicates:
         kwargs.update(condition1_sample_indices=samples[mask1],
@@ -74,7 +66,7 @@ def test_gene_blocks_on_a_cluster_equal_one_block_in_process(client, adata, repl
 
 def test_workers_write_layers_to_disk(client, adata, tmp_path):
     """Blocks on workers write their own zarr stores; read back, the layers are those in memory."""
-    X, mask1, mask2, Y, _ = _arrays(adata)
+    X, mask1, mask2, Y, _ = toy_arrays(adata)
     here = run_differential_expression(X, mask1, mask2, Y[mask1], Y[mask2], client=False,
                                        layer_store=False, fdr=False, **OPTIONS)
     there = run_differential_expression(X, mask1, mask2, Y[mask1], Y[mask2], client=client,
@@ -116,7 +108,7 @@ def test_tl_follows_the_setting_and_an_address(client, adata):
 
 @pytest.mark.parametrize("replicates", [False, True], ids=["cells", "samples"])
 def test_abundance_ratio_on_cell_blocks_of_a_cluster(client, adata, replicates, monkeypatch):
-    X, mask1, mask2, _, samples = _arrays(adata)
+    X, mask1, mask2, _, samples = toy_arrays(adata)
     mask1 = mask1.copy()
     mask1[:20] = False  # cells of neither condition: predicted, but outside the FDR
     kwargs = dict(n_landmarks=30, random_state=0)
@@ -151,7 +143,7 @@ def test_a_bad_client_is_refused_by_name(value, adata):
     with pytest.raises(TypeError, match="distributed.Client or a scheduler address"):
         kompot.settings.dask_client = value
     assert kompot.settings.dask_client is None
-    X, mask1, mask2, Y, _ = _arrays(adata)
+    X, mask1, mask2, Y, _ = toy_arrays(adata)
     with pytest.raises(TypeError, match="client must be None"):
         run_differential_expression(X, mask1, mask2, Y[mask1], Y[mask2], client=value,
                                     fdr=False, **OPTIONS)
@@ -159,7 +151,7 @@ def test_a_bad_client_is_refused_by_name(value, adata):
 
 def test_a_client_without_distributed_says_what_to_install(monkeypatch, adata):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import now fails
-    X, mask1, mask2, Y, _ = _arrays(adata)
+    X, mask1, mask2, Y, _ = toy_arrays(adata)
     with pytest.raises(ImportError, match=r"kompot\[dask\]"):
         run_differential_expression(X, mask1, mask2, Y[mask1], Y[mask2],
                                     client="tcp://127.0.0.1:8786", fdr=False, **OPTIONS)
@@ -179,7 +171,7 @@ def test_gene_block_size_follows_the_memory_budget_and_the_slots(monkeypatch):
 
 
 def test_a_cluster_gets_one_block_per_worker_thread_by_default(client, adata):
-    X, mask1, mask2, Y, _ = _arrays(adata)
+    X, mask1, mask2, Y, _ = toy_arrays(adata)
     with distributed.get_task_stream(client) as stream:
         run_differential_expression(X, mask1, mask2, Y[mask1], Y[mask2], client=client,
                                     fdr=False, layers=False, **OPTIONS)

@@ -5,6 +5,7 @@ import tempfile
 
 import numpy as np
 import pytest
+from model_testing import toy_arrays
 
 import kompot
 from kompot import DifferentialExpression
@@ -12,16 +13,10 @@ from kompot.models import run_differential_expression
 from kompot.models.gene_blocks import LAYERS, mean_fold_change, predict_in_chunks
 from kompot.models.layer_store import predict_chunk_size
 
-C1, C2 = "control", "treated"
-
 
 @pytest.fixture(scope="module")
 def data():
-    adata = kompot.datasets.toy(n_cells=400, n_genes=30, n_de_genes=6, seed=5)
-    X = np.asarray(adata.obsm["DM_EigenVectors"], np.float64)
-    treated = (adata.obs["condition"] == C2).to_numpy()
-    samples = adata.obs["sample"].astype(str).to_numpy()
-    return X, ~treated, treated, np.asarray(adata.X, np.float64), samples
+    return toy_arrays(kompot.datasets.toy(n_cells=400, n_genes=30, n_de_genes=6, seed=5))
 
 
 def _fitted(data, replicates: bool) -> DifferentialExpression:

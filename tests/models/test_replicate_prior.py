@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from model_testing import C1, C2, toy_arrays
 
 import kompot
 from kompot import DifferentialExpression
@@ -9,17 +10,10 @@ from kompot.core.replicate_moderation import moderate_low_rank, reference_varian
 from kompot.models import replicate_prior, run_differential_expression
 from kompot.models.replicate_prior import learn_replicate_prior, pilot_genes, replicate_distances
 
-C1, C2 = "control", "treated"
-
 
 @pytest.fixture(scope="module")
 def data():
-    adata = kompot.datasets.toy(n_cells=300, n_genes=40, n_de_genes=8, seed=5)
-    X = np.asarray(adata.obsm["DM_EigenVectors"], np.float64)
-    treated = (adata.obs["condition"] == C2).to_numpy()
-    Y = np.asarray(adata.X, np.float64)
-    samples = adata.obs["sample"].astype(str).to_numpy()
-    return X, ~treated, treated, Y, samples
+    return toy_arrays(kompot.datasets.toy(n_cells=300, n_genes=40, n_de_genes=8, seed=5))
 
 
 @pytest.fixture(scope="module")
