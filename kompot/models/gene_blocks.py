@@ -164,11 +164,13 @@ def fit_gene_block(plan: GeneBlockPlan, block) -> dict:
     genes, Y1, Y2 = block
     X, mask1, mask2 = plan.X, plan.mask1, plan.mask2
     model = _fitted_model(plan, Y1, Y2)
-    prior = learn_replicate_prior(model) if plan.learn_replicate_prior else plan.replicate_prior
+    terms = model.mahalanobis_terms(model.landmarks_)  # once, for the prior and the distances
+    prior = (learn_replicate_prior(model, terms) if plan.learn_replicate_prior
+             else plan.replicate_prior)
     mean_lfc, layers = predict_in_chunks(model, X, mask1 | mask2, plan.layers, plan.progress,
                                          plan.predict_chunk, plan.layer_store, genes)
     out = dict(mean_lfc=mean_lfc, layers=layers, replicate_prior=prior,
-               mahalanobis=replicate_distances(model, prior, plan.progress))
+               mahalanobis=replicate_distances(model, prior, plan.progress, terms))
     if plan.null is not None:
         out["null"] = _block_null(plan, model, Y1, Y2, genes, prior)
     if plan.keep_model:

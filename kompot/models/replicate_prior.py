@@ -34,9 +34,15 @@ def pilot_genes(n_genes: int, size: int | None = None) -> np.ndarray:
     return np.unique(np.linspace(0, n_genes - 1, min(size, n_genes)).round().astype(int))
 
 
-def learn_replicate_prior(model: DifferentialExpression) -> ReplicatePrior | None:
-    """The prior from a fitted model's genes; ``None`` without replicate variance to moderate."""
-    _, _, low_rank, diag = model.mahalanobis_terms(model.landmarks_)
+def learn_replicate_prior(model: DifferentialExpression, terms=None) -> ReplicatePrior | None:
+    """The prior from a fitted model's genes; ``None`` without replicate variance to moderate.
+
+    ``terms`` are the model's :meth:`~kompot.DifferentialExpression.mahalanobis_terms`
+    at its landmarks, when already computed.
+    """
+    if terms is None:
+        terms = model.mahalanobis_terms(model.landmarks_)
+    _, _, low_rank, diag = terms
     if low_rank is None or low_rank.shape[0] < 2:
         return None
     traces = np.einsum("gmk,gmk->g", low_rank, low_rank)
@@ -53,17 +59,20 @@ def prior_summary(prior: ReplicatePrior) -> dict[str, float]:
 
 
 def replicate_distances(model: DifferentialExpression, prior: ReplicatePrior | None,
-                        progress: bool = False) -> np.ndarray:
+                        progress: bool = False, terms=None) -> np.ndarray:
     """Each gene's distance at the landmarks, its replicate covariance moderated by ``prior``.
 
     With ``prior=None`` (or a model without replicate variance) these are
-    :meth:`~kompot.DifferentialExpression.compute_mahalanobis_distances`.
-    The model's ``mahalanobis_distances`` is set to the result either way.
+    :meth:`~kompot.DifferentialExpression.compute_mahalanobis_distances` at
+    the landmarks. ``terms`` as for :func:`learn_replicate_prior`. The
+    model's ``mahalanobis_distances`` is set to the result either way.
     """
-    delta, shared, low_rank, diag = model.mahalanobis_terms(model.landmarks_)
-    if prior is None or low_rank is None:
-        return model.compute_mahalanobis_distances(model.landmarks_, progress=progress)
-    low_rank = moderate_low_rank(low_rank, reference_variance(diag, low_rank.shape[0]), prior)
+    if terms is None:
+        terms = model.mahalanobis_terms(model.landmarks_)
+    delta, shared, low_rank, diag = terms
+    if prior is not None and low_rank is not None:
+        low_rank = moderate_low_rank(low_rank, reference_variance(diag, low_rank.shape[0]),
+                                     prior)
     model.mahalanobis_distances = mahalanobis_distances(delta, shared, low_rank=low_rank,
                                                         diag=diag, progress=progress)
     return model.mahalanobis_distances
