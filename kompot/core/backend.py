@@ -142,19 +142,19 @@ def _jax_functions() -> SimpleNamespace:
         s = solve_triangular(jnp.linalg.cholesky(S), y[..., None], lower=True)[..., 0]
         return jnp.einsum("bm,bm->b", perp, perp) + jnp.einsum("br,br->b", s, s)
 
-    def _whiten_one(A, v, rhs):
-        L = jnp.linalg.cholesky(A + jnp.diag(v))  # NaN when not positive definite
+    def _whiten_one(A, P, c, v, rhs):
+        L = jnp.linalg.cholesky(A + c * P + jnp.diag(v))  # NaN when not positive definite
         return solve_triangular(L, rhs, lower=True)
 
     @jax.jit
-    def per_gene_squares(A, v, delta):
-        Z = jax.vmap(_whiten_one, in_axes=(None, 1, 1), out_axes=1)(A, v, delta)
+    def per_gene_squares(A, P, c, v, delta):
+        Z = jax.vmap(_whiten_one, in_axes=(None, None, 0, 1, 1), out_axes=1)(A, P, c, v, delta)
         return jnp.einsum("mg,mg->g", Z, Z)
 
     @jax.jit
-    def per_gene_woodbury(A, v, delta, B):
+    def per_gene_woodbury(A, P, c, v, delta, B):
         rhs = jnp.concatenate([delta.T[:, :, None], B], axis=2)  # (b, m, 1 + K)
-        Z = jax.vmap(_whiten_one, in_axes=(None, 1, 0))(A, v, rhs)
+        Z = jax.vmap(_whiten_one, in_axes=(None, None, 0, 1, 0))(A, P, c, v, rhs)
         return woodbury_finish(Z[:, :, 0], Z[:, :, 1:])
 
     @jax.jit
@@ -282,17 +282,20 @@ def shared_factor_woodbury(L: np.ndarray, z: np.ndarray, B: np.ndarray) -> np.nd
         return np.asarray(d2)[: z.shape[0]]
 
 
-def per_gene_factor_block(A, v, delta, B) -> np.ndarray:
-    """Squared distances of a block of genes with their own Cholesky of ``A + diag(v_g)``.
+def per_gene_factor_block(A, v, delta, B, scaled=None) -> np.ndarray:
+    """Squared distances of a block of genes with their own Cholesky of ``A + c_g P + diag(v_g)``.
 
-    ``v`` and ``delta`` are (m, b), ``B`` (b, m, K) or ``None``. A gene whose
-    covariance is not numerically positive definite comes back as NaN (JAX's
-    Cholesky does not raise), for the caller to redo with jitter.
+    ``v`` and ``delta`` are (m, b), ``B`` (b, m, K) or ``None``, ``scaled`` the
+    pair ``(P, c)`` or ``None``. A gene whose covariance is not numerically
+    positive definite comes back as NaN (JAX's Cholesky does not raise), for
+    the caller to redo with jitter.
     """
     b = delta.shape[1]
+    P, c = (np.zeros_like(A), np.zeros(b)) if scaled is None else scaled
     # Padded genes get v = 1 (a positive definite covariance) and no difference.
     with _on_device() as jx:
-        args = (jx.asarray(A), jx.asarray(_padded(v, 1, 1.0)), jx.asarray(_padded(delta, 1)))
+        args = (jx.asarray(A), jx.asarray(P), jx.asarray(_padded(c, 0)),
+                jx.asarray(_padded(v, 1, 1.0)), jx.asarray(_padded(delta, 1)))
         if B is None:
             return np.asarray(jx.per_gene_squares(*args))[:b]
         return np.asarray(jx.per_gene_woodbury(*args, jx.asarray(_padded(B, 0))))[:b]
@@ -303,5 +306,5 @@ def genes_per_factor_block(m: int, batch_size: int) -> int:
 
     A power of 2, so that padding the block to its bucket size adds nothing.
     """
-    size = int(max(1, min(batch_size, _BATCHED_FACTOR_BYTES // (3 * 8 * m * m))))
+    size = int(max(1, min(batch_size, _BATCHED_FACTOR_BYTES // (4 * 8 * m * m))))
     return 1 << (size.bit_length() - 1)

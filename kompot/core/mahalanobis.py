@@ -16,7 +16,8 @@ For every gene ``g`` this computes
 where ``delta_g`` is the difference of the two conditions' posterior means at the ``m``
 landmarks, ``A`` is the posterior covariance shared by all genes (sum of both conditions plus
 ``eps * I``), ``B_g`` is an optional low-rank per-gene factor (replicate variance) and ``v_g``
-an optional per-gene diagonal (empirical variance). The distance measures how far apart the two
+an optional per-gene diagonal (empirical variance). An optional full-rank term ``c_g P``, one
+matrix ``P`` scaled per gene (the shared part of a moderated replicate covariance), joins ``A``. The distance measures how far apart the two
 mean expression profiles are in units of their joint uncertainty, so genes are ranked by
 evidence for a difference rather than by raw effect size.
 
@@ -26,9 +27,13 @@ Every path is exact up to floating-point rounding; nothing is approximated or dr
    ``D_g^2 = ||L^{-1} delta_g||^2``.
 2. ``A + B_g B_g^T``: Woodbury on top of ``A``'s Cholesky, O(m^2 K) per gene, batched over a
    block of genes with no m x m matrix per gene.
-3. ``A + diag(v_g)`` (+ ``B_g B_g^T``): the diagonal term is full rank and differs per gene,
-   so each gene gets its own Cholesky of ``A + diag(v_g)``; the low-rank part is then added by
-   the same Woodbury step as in path 2.
+3. ``A + diag(v_g)`` (+ ``c_g P``) (+ ``B_g B_g^T``): the diagonal term is full rank and
+   differs per gene, so each gene gets its own Cholesky of ``A + c_g P + diag(v_g)``; the
+   low-rank part is then added by the same Woodbury step as in path 2.
+4. ``A + c_g P`` (+ ``B_g B_g^T``) without a diagonal: one eigendecomposition
+   ``L^{-1} P L^{-T} = U diag(lambda) U^T`` serves every gene, whose covariance is
+   ``A + c_g P = L U diag(1 + c_g lambda) U^T L^T``; the low-rank part follows by Woodbury in
+   those coordinates.
 
 The Woodbury step is written in whitened coordinates, ``z = L^{-1} delta``, ``W = L^{-1} B``,
 ``W = Q R`` (thin QR), as ``D^2 = ||z - Q Q^T z||^2 + ||S^{-1} Q^T z||^2`` with
@@ -140,11 +145,14 @@ def mahalanobis_distances(
     *,
     low_rank: np.ndarray | None = None,
     diag: np.ndarray | None = None,
+    scaled: tuple[np.ndarray, np.ndarray] | None = None,
     jitter: float = 1e-10,
     batch_size: int = 256,
     progress: bool = False,
 ) -> np.ndarray:
-    """Per-gene Mahalanobis distance ``sqrt(delta_g^T (A + B_g B_g^T + diag(v_g))^{-1} delta_g)``.
+    """Per-gene Mahalanobis distance ``sqrt(delta_g^T C_g^{-1} delta_g)``.
+
+    ``C_g = A + c_g P + B_g B_g^T + diag(v_g)``, each term but ``A`` optional.
 
     Parameters
     ----------
@@ -156,6 +164,9 @@ def mahalanobis_distances(
         Optional (G, m, K) per-gene factors ``B_g``; adds ``B_g B_g^T``.
     diag
         Optional (m, G) nonnegative per-gene diagonal ``v_g``; adds ``diag(v_g)``.
+    scaled
+        Optional pair ``(P, c)``: an (m, m) symmetric positive semidefinite matrix and (G,)
+        nonnegative scales; adds ``c_g P``.
     jitter
         Relative jitter (times the mean diagonal) tried, escalating, if a Cholesky fails;
         a ``RuntimeWarning`` is emitted whenever it is used.
@@ -171,7 +182,8 @@ def mahalanobis_distances(
     Raises
     ------
     ValueError
-        On wrong shapes, NaN/inf, negative ``diag`` entries or a non-symmetric ``shared_cov``.
+        On wrong shapes, NaN/inf, negative ``diag`` entries or scales, or a non-symmetric
+        ``shared_cov`` or ``P``.
     numpy.linalg.LinAlgError
         If a covariance is not positive definite even after jitter.
     """
@@ -182,11 +194,7 @@ def mahalanobis_distances(
     A = _as_float64(shared_cov, "shared_cov")
     if A.shape != (m, m):
         raise ValueError(f"shared_cov must have shape (m, m) = {(m, m)}, got {A.shape}.")
-    # Cholesky reads one triangle only: a grossly asymmetric input would be silently wrong.
-    asym = float(np.max(np.abs(A - A.T)))
-    if asym > 1e-6 * max(float(np.max(np.abs(A))), np.finfo(float).tiny):
-        raise ValueError(f"shared_cov must be symmetric; max |A - A^T| = {asym:.3g}.")
-    A = 0.5 * (A + A.T)
+    A = _symmetric(A, "shared_cov")
     B = None
     if low_rank is not None:
         B = _as_float64(low_rank, "low_rank")
@@ -201,6 +209,16 @@ def mahalanobis_distances(
             raise ValueError(f"diag must have shape (m, G) = {(m, G)}, got {v.shape}.")
         if np.any(v < 0):
             raise ValueError("diag must be nonnegative (it is a variance).")
+    if scaled is not None:
+        P, c = scaled
+        P = _symmetric(_as_float64(P, "scaled P"), "scaled P")
+        c = _as_float64(c, "scaled c")
+        if P.shape != (m, m) or c.shape != (G,):
+            raise ValueError(f"scaled must be (P, c) with shapes (m, m) = {(m, m)} and (G,) = "
+                             f"({G},), got {P.shape} and {c.shape}.")
+        if np.any(c < 0):
+            raise ValueError("scaled c must be nonnegative (it scales a covariance).")
+        scaled = (P, c)
     if not (np.isfinite(jitter) and jitter > 0):
         raise ValueError(f"jitter must be a positive finite float, got {jitter!r}.")
     if int(batch_size) != batch_size or batch_size < 1:
@@ -209,13 +227,23 @@ def mahalanobis_distances(
 
     if G == 0:
         return np.zeros(0)
-    if v is None:
+    if v is None and scaled is None:
         d2 = _shared_factor_path(delta, A, B, jitter, batch_size, progress)
+    elif v is None:
+        d2 = _scaled_shape_path(delta, A, B, scaled, jitter, batch_size, progress)
     elif backend.uses_jax():
-        d2 = _per_gene_factor_path_jax(delta, A, B, v, jitter, batch_size, progress)
+        d2 = _per_gene_factor_path_jax(delta, A, B, v, scaled, jitter, batch_size, progress)
     else:
-        d2 = _per_gene_factor_path(delta, A, B, v, jitter, batch_size, progress)
+        d2 = _per_gene_factor_path(delta, A, B, v, scaled, jitter, batch_size, progress)
     return np.sqrt(d2)
+
+
+def _symmetric(M: np.ndarray, name: str) -> np.ndarray:
+    """``M`` symmetrised; a grossly asymmetric ``M`` raises (Cholesky reads one triangle only)."""
+    asym = float(np.max(np.abs(M - M.T))) if M.size else 0.0
+    if asym > 1e-6 * max(float(np.max(np.abs(M))) if M.size else 0.0, np.finfo(float).tiny):
+        raise ValueError(f"{name} must be symmetric; max |M - M^T| = {asym:.3g}.")
+    return 0.5 * (M + M.T)
 
 
 def _shared_factor_path(
@@ -252,32 +280,68 @@ def _shared_factor_path(
     return d2
 
 
+def _scaled_shape_path(
+    delta: np.ndarray,
+    A: np.ndarray,
+    B: np.ndarray | None,
+    scaled: tuple[np.ndarray, np.ndarray],
+    jitter: float,
+    batch_size: int,
+    progress: bool,
+) -> np.ndarray:
+    """Path 4: ``A + c_g P`` is diagonal, ``diag(1 + c_g lambda)``, in one basis for all genes."""
+    P, c = scaled
+    L, _ = cholesky_with_jitter(A, jitter=jitter)
+    LiP = solve_triangular(L, P, lower=True, check_finite=False)
+    lam, U = np.linalg.eigh(solve_triangular(L, LiP.T, lower=True, check_finite=False))
+    lam = np.clip(lam, 0.0, None)  # P is semidefinite: negative values are rounding
+    # Basis change U^T L^{-1}, applied to all genes' differences at once.
+    T = solve_triangular(L, U, lower=True, check_finite=False, trans="T").T  # = U^T L^{-1}
+    Z = T @ delta  # (m, G)
+    m, G = delta.shape
+    d2 = np.empty(G)
+    for sl in _blocks(G, batch_size, progress, "Mahalanobis (shared shape)"):
+        s = 1.0 / np.sqrt(1.0 + c[sl, None] * lam[None, :])  # (b, m)
+        z = Z[:, sl].T * s
+        if B is None:
+            d2[sl] = np.einsum("bm,bm->b", z, z)
+        else:
+            W = np.einsum("im,bmk->bik", T, B[sl]) * s[:, :, None]
+            d2[sl] = _woodbury_finish(z, W)
+    return d2
+
+
 def _per_gene_factor_path(
     delta: np.ndarray,
     A: np.ndarray,
     B: np.ndarray | None,
     v: np.ndarray,
+    scaled: tuple[np.ndarray, np.ndarray] | None,
     jitter: float,
     batch_size: int,
     progress: bool,
 ) -> np.ndarray:
-    """Path 3: each gene's full-rank diagonal needs its own Cholesky of ``A + diag(v_g)``."""
+    """Path 3: each gene's full-rank diagonal needs its own Cholesky of ``A + c_g P + diag(v_g)``."""
     m, G = delta.shape
     idx = np.arange(m)
     # Fortran order lets LAPACK factor each per-gene copy in place (no hidden extra copy).
     A_f = np.asfortranarray(A)
+    P_f = None if scaled is None else np.asfortranarray(scaled[0])
+
+    def covariance(g: int) -> np.ndarray:
+        M = A_f.copy(order="F")
+        if P_f is not None:
+            M += scaled[1][g] * P_f
+        M[idx, idx] += v[:, g]
+        return M
 
     def whiten(g: int) -> tuple[np.ndarray, float]:
-        """``L_g^{-1} [delta_g, B_g]`` with ``L_g L_g^T = A + diag(v_g)``; and the jitter used."""
-        M = A_f.copy(order="F")
-        M[idx, idx] += v[:, g]
+        """``L_g^{-1} [delta_g, B_g]`` with ``L_g L_g^T`` gene g's covariance; the jitter used."""
         # LAPACK directly: about 3x faster than np.linalg.cholesky on a stack, and in place.
-        L, info = lapack.dpotrf(M, lower=1, clean=0, overwrite_a=1)
+        L, info = lapack.dpotrf(covariance(g), lower=1, clean=0, overwrite_a=1)
         used = 0.0
         if info != 0:
-            M = A_f.copy(order="F")
-            M[idx, idx] += v[:, g]
-            L, used = jittered_cholesky(M, jitter, 6, f"covariance of gene {g}")
+            L, used = jittered_cholesky(covariance(g), jitter, 6, f"covariance of gene {g}")
         rhs = delta[:, g : g + 1] if B is None else np.column_stack((delta[:, g], B[g]))
         Zg, info = lapack.dtrtrs(L, rhs, lower=1)
         if info != 0:  # pragma: no cover - dpotrf success guarantees a nonzero diagonal
@@ -319,6 +383,7 @@ def _per_gene_factor_path_jax(
     A: np.ndarray,
     B: np.ndarray | None,
     v: np.ndarray,
+    scaled: tuple[np.ndarray, np.ndarray] | None,
     jitter: float,
     batch_size: int,
     progress: bool,
@@ -333,11 +398,13 @@ def _per_gene_factor_path_jax(
     d2 = np.empty(G)
     size = backend.genes_per_factor_block(m, batch_size)
     for sl in _blocks(G, size, progress, "Mahalanobis (per-gene Cholesky, JAX)"):
-        d2[sl] = backend.per_gene_factor_block(A, v[:, sl], delta[:, sl],
-                                               None if B is None else B[sl])
+        d2[sl] = backend.per_gene_factor_block(
+            A, v[:, sl], delta[:, sl], None if B is None else B[sl],
+            None if scaled is None else (scaled[0], scaled[1][sl]))
     failed = np.flatnonzero(~np.isfinite(d2))
     if failed.size:
         d2[failed] = _per_gene_factor_path(
-            delta[:, failed], A, None if B is None else B[failed], v[:, failed], jitter,
+            delta[:, failed], A, None if B is None else B[failed], v[:, failed],
+            None if scaled is None else (scaled[0], scaled[1][failed]), jitter,
             batch_size, progress)
     return d2

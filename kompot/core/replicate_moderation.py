@@ -19,6 +19,13 @@ degrees of freedom, with ``m_eff = tr(P)^2 / tr(P^2)`` the number of
 independent directions that ``P`` spreads over: counting only ``K - 2``
 would attribute the whole scatter of the traces to sampling and shrink
 every gene fully.
+
+The moderated covariance is handed to
+:func:`~kompot.core.mahalanobis.mahalanobis_distances` as two terms, the
+gene's own factor ``sqrt(w) B_g`` and the full-rank ``c_g P`` with
+``c_g = (1 - w) s0^2 r_g``, so ``P`` is used whole: on a low-dimensional
+representation the donor differences spread over many landmark directions,
+and a truncated factor of ``P`` would drop variance the genes share.
 """
 
 from __future__ import annotations
@@ -29,11 +36,7 @@ import numpy as np
 
 from .moderation import fit_variance_prior
 
-__all__ = ["ReplicatePrior", "fit_replicate_prior", "moderate_low_rank", "reference_variance"]
-
-# Share of the shared shape's trace its factor keeps, and the most columns it may have.
-SHAPE_TRACE_KEPT = 0.99
-SHAPE_MAX_RANK = 30
+__all__ = ["ReplicatePrior", "fit_replicate_prior", "moderated_terms", "reference_variance"]
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,7 @@ class ReplicatePrior:
     ``df`` and ``scale`` are the prior's degrees of freedom (``inf``: every
     gene is shrunk fully) and its variance relative to a gene's reference;
     ``residual_df`` the degrees of freedom of one gene's trace; ``shape``
-    a factor ``F`` (landmarks x rank) with ``F F^T`` approximating ``P``
-    (trace preserved).
+    the shared shape ``P`` (landmarks x landmarks, trace ``m``).
     """
 
     df: float
@@ -81,16 +83,6 @@ def _shape(low_rank: np.ndarray, traces: np.ndarray) -> np.ndarray:
     return flat @ flat.T / max(int(keep.sum()), 1)
 
 
-def _shape_factor(P: np.ndarray) -> np.ndarray:
-    """Leading eigenvectors of ``P`` scaled so that ``F F^T`` keeps ``P``'s trace."""
-    values, vectors = np.linalg.eigh(P)
-    values, vectors = np.clip(values[::-1], 0.0, None), vectors[:, ::-1]
-    total = values.sum()
-    rank = int(np.searchsorted(np.cumsum(values) / total, SHAPE_TRACE_KEPT) + 1)
-    rank = min(rank, SHAPE_MAX_RANK, len(values))
-    return vectors[:, :rank] * np.sqrt(values[:rank] * total / values[:rank].sum())
-
-
 def fit_replicate_prior(low_rank: np.ndarray, reference: np.ndarray, rank: int
                         ) -> ReplicatePrior:
     """The prior from the genes' replicate factors ``B_g`` (genes x landmarks x columns).
@@ -110,17 +102,18 @@ def fit_replicate_prior(low_rank: np.ndarray, reference: np.ndarray, rank: int
     m_eff = float(np.trace(P) ** 2 / np.sum(P * P))
     residual_df = rank * m_eff
     prior = fit_variance_prior(traces / reference, residual_df)
-    return ReplicatePrior(prior.df, prior.scale, residual_df, _shape_factor(P))
+    return ReplicatePrior(prior.df, prior.scale, residual_df, 0.5 * (P + P.T))
 
 
-def moderate_low_rank(low_rank: np.ndarray, reference: np.ndarray, prior: ReplicatePrior
-                      ) -> np.ndarray:
-    """Factors of the moderated covariances: ``[sqrt(w) B_g, sqrt((1 - w) s0^2 r_g) F]``."""
+def moderated_terms(low_rank: np.ndarray, reference: np.ndarray, prior: ReplicatePrior
+                    ) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray]]:
+    """The moderated covariances ``w B_g B_g^T + c_g P`` as their two terms.
+
+    Returns the factors ``sqrt(w) B_g`` (``None`` when ``w = 0``) and the
+    pair ``(P, c)`` with ``c_g = (1 - w) s0^2 r_g``, as
+    :func:`~kompot.core.mahalanobis.mahalanobis_distances` takes them.
+    """
     w = prior.weight
-    G = low_rank.shape[0]
-    shared = np.sqrt((1.0 - w) * prior.scale * np.asarray(reference, np.float64))
-    shared_part = prior.shape[None, :, :] * shared[:, None, None]
-    if w == 0.0:
-        return np.ascontiguousarray(shared_part)
-    return np.concatenate([np.sqrt(w) * np.asarray(low_rank, np.float64),
-                           np.broadcast_to(shared_part, (G, *prior.shape.shape))], axis=2)
+    scales = (1.0 - w) * prior.scale * np.asarray(reference, np.float64)
+    own = None if w == 0.0 else np.sqrt(w) * np.asarray(low_rank, np.float64)
+    return own, (prior.shape, scales)

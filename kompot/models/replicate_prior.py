@@ -16,7 +16,7 @@ from ..core.mahalanobis import mahalanobis_distances
 from ..core.replicate_moderation import (
     ReplicatePrior,
     fit_replicate_prior,
-    moderate_low_rank,
+    moderated_terms,
     reference_variance,
 )
 from .differential_expression import DifferentialExpression
@@ -70,9 +70,11 @@ def replicate_distances(model: DifferentialExpression, prior: ReplicatePrior | N
     if terms is None:
         terms = model.mahalanobis_terms(model.landmarks_)
     delta, shared, low_rank, diag = terms
+    scaled = None
     if prior is not None and low_rank is not None:
-        low_rank = moderate_low_rank(low_rank, reference_variance(diag, low_rank.shape[0]),
-                                     prior)
+        low_rank, scaled = moderated_terms(
+            low_rank, reference_variance(diag, low_rank.shape[0]), prior)
     model.mahalanobis_distances = mahalanobis_distances(delta, shared, low_rank=low_rank,
-                                                        diag=diag, progress=progress)
+                                                        diag=diag, scaled=scaled,
+                                                        progress=progress)
     return model.mahalanobis_distances

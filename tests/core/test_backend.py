@@ -21,7 +21,7 @@ pytest.importorskip("jax")
 
 RTOL = 1e-10
 ROOT = Path(kompot.__file__).resolve().parent.parent
-PATHS = ["shared", "low_rank", "diag", "diag+low_rank"]
+PATHS = ["shared", "low_rank", "diag", "diag+low_rank", "diag+scaled", "diag+scaled+low_rank"]
 
 
 @pytest.fixture()
@@ -59,7 +59,10 @@ def _problem(m=70, G=30, K=4, seed=0):
 @pytest.mark.parametrize("path", PATHS)
 def test_mahalanobis_paths_equal_numpy(path):
     delta, A, B, v = _problem()
+    F = np.random.default_rng(1).normal(size=(delta.shape[0], 20))
+    scaled = (F @ F.T / 20, np.linspace(0.0, 2.0, delta.shape[1]))
     kwargs = dict(low_rank=B if "low_rank" in path else None, diag=v if "diag" in path else None,
+                  scaled=scaled if "scaled" in path else None,
                   batch_size=8)  # several gene blocks, the last one short
     ref, got = _both(lambda: mahalanobis_distances(delta, A, **kwargs))
     assert np.all(ref > 0)

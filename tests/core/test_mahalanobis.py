@@ -18,6 +18,7 @@ def dense_reference(
     A: np.ndarray,
     B: np.ndarray | None = None,
     v: np.ndarray | None = None,
+    scaled: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Independent reference: build each gene's full matrix and solve it densely.
 
@@ -36,6 +37,8 @@ def dense_reference(
             M = M + Bg @ Bg.T
         if v is not None:
             M = M + np.diag(np.asarray(v[:, g], np.float64).astype(ld))
+        if scaled is not None:
+            M = M + ld(scaled[1][g]) * np.asarray(scaled[0], np.float64).astype(ld)
         M64, d = M.astype(np.float64), delta[:, g].astype(ld)
         x = np.linalg.solve(M64, delta[:, g]).astype(ld)
         for _ in range(3):
@@ -80,6 +83,36 @@ def test_matches_dense_reference(path: str, m: int, G: int, K: int) -> None:
     assert got.shape == (G,)
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, dense_reference(delta, A, B, v), rtol=RTOL)
+
+
+def make_scaled(rng: np.random.Generator, m: int, G: int) -> tuple[np.ndarray, np.ndarray]:
+    """A semidefinite ``P`` of rank m/2 and scales spanning 0 (a gene without it) to 3."""
+    F = rng.standard_normal((m, max(m // 2, 1)))
+    c = rng.uniform(0.0, 3.0, G)
+    c[0] = 0.0
+    return F @ F.T / m, c
+
+
+SCALED_PATHS = ["scaled", "scaled+low_rank", "diag+scaled", "diag+scaled+low_rank"]
+
+
+@pytest.mark.parametrize("path", SCALED_PATHS)
+@pytest.mark.parametrize(("m", "G", "K"), [(5, 1, 1), (30, 7, 2), (80, 40, 5)])
+@pytest.mark.parametrize("ill", [False, True])
+def test_scaled_shape_matches_dense_reference(path: str, m: int, G: int, K: int, ill) -> None:
+    rng = np.random.default_rng(m * 1000 + G * 10 + K + ill)
+    A = ill_conditioned_spd(rng, m) if ill else None
+    delta, A, B, v = make_problem(rng, m, G, K, path, A=A)
+    scaled = make_scaled(rng, m, G)
+    for batch_size in (3, 256):  # blocks of genes, the last one short, and one block
+        got = mahalanobis_distances(delta, A, low_rank=B, diag=v, scaled=scaled,
+                                    batch_size=batch_size)
+        np.testing.assert_allclose(got, dense_reference(delta, A, B, v, scaled), rtol=RTOL)
+    # The term matters: without it the distances are larger wherever c_g > 0.
+    plain = mahalanobis_distances(delta, A, low_rank=B, diag=v)
+    assert got[0] == pytest.approx(plain[0], rel=1e-9)
+    if G > 1:
+        assert np.all(got[1:] < plain[1:])
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -289,6 +322,17 @@ def test_wrong_shape_raises_naming_argument(name: str, shape: tuple[int, ...]) -
     kw[name] = np.ones(shape)
     with pytest.raises(ValueError, match=name):
         call(kw)
+
+
+def test_bad_scaled_shape_raises() -> None:
+    kw = valid_inputs()
+    P, c = make_scaled(np.random.default_rng(0), 6, 4)
+    for bad, match in [((P[:5, :5], c), "scaled must be"), ((P, c[:3]), "scaled must be"),
+                       ((P, -c), "nonnegative"), ((P + np.triu(np.ones((6, 6)), 1), c),
+                                                  "symmetric"),
+                       ((np.where(P > 0, np.nan, P), c), "scaled P")]:
+        with pytest.raises(ValueError, match=match):
+            mahalanobis_distances(kw["delta"], kw["shared_cov"], diag=kw["diag"], scaled=bad)
 
 
 def test_negative_diag_and_asymmetric_cov_raise() -> None:

@@ -4,7 +4,7 @@ import pytest
 from kompot.core.replicate_moderation import (
     ReplicatePrior,
     fit_replicate_prior,
-    moderate_low_rank,
+    moderated_terms,
     reference_variance,
 )
 
@@ -38,9 +38,10 @@ def test_the_prior_is_recovered_from_replicate_factors(prior_df):
     assert prior.df == pytest.approx(prior_df, rel=0.15)
     # B_g B_g^T sums both conditions' replicate covariances: twice one condition's.
     assert prior.scale == pytest.approx(2 * 0.2, rel=0.1)
-    # The shared shape keeps P's trace (m) in its few directions.
-    assert prior.shape.shape[1] == directions
-    np.testing.assert_allclose(np.sum(prior.shape**2), 40.0, rtol=1e-10)
+    # The shared shape has trace m and spans the few directions the samples vary in.
+    assert prior.shape.shape == (40, 40)
+    assert np.trace(prior.shape) == pytest.approx(40.0, rel=1e-10)
+    assert np.linalg.matrix_rank(prior.shape, tol=1e-8) == directions
 
 
 def test_genes_with_one_true_variance_are_shrunk_fully():
@@ -51,21 +52,23 @@ def test_genes_with_one_true_variance_are_shrunk_fully():
     assert prior.scale == pytest.approx(2 * 0.5 / 2.0, rel=0.05)
 
 
-def test_moderated_factor_is_the_weighted_covariance():
+def test_moderated_terms_are_the_weighted_covariance():
     rng = np.random.default_rng(2)
     G, m, K = 4, 7, 6
     low_rank = rng.normal(size=(G, m, K))
     reference = rng.uniform(0.5, 2.0, G)
-    shape = rng.normal(size=(m, 3))
+    F = rng.normal(size=(m, m))
+    shape = F @ F.T
     prior = ReplicatePrior(df=6.0, scale=0.3, residual_df=10.0, shape=shape)
-    out = moderate_low_rank(low_rank, reference, prior)
+    own, (P, c) = moderated_terms(low_rank, reference, prior)
     w = 10.0 / 16.0
     for g in range(G):
-        expected = w * low_rank[g] @ low_rank[g].T + (1 - w) * 0.3 * reference[g] * shape @ shape.T
-        np.testing.assert_allclose(out[g] @ out[g].T, expected, rtol=1e-12, atol=1e-12)
-    full = moderate_low_rank(low_rank, reference, ReplicatePrior(np.inf, 0.3, 10.0, shape))
-    np.testing.assert_allclose(full[1] @ full[1].T, 0.3 * reference[1] * shape @ shape.T,
-                               rtol=1e-12)
+        expected = w * low_rank[g] @ low_rank[g].T + (1 - w) * 0.3 * reference[g] * shape
+        np.testing.assert_allclose(own[g] @ own[g].T + c[g] * P, expected, rtol=1e-12,
+                                   atol=1e-12)
+    own, (P, c) = moderated_terms(low_rank, reference, ReplicatePrior(np.inf, 0.3, 10.0, shape))
+    assert own is None
+    np.testing.assert_allclose(c[1] * P, 0.3 * reference[1] * shape, rtol=1e-12)
 
 
 def test_reference_is_the_mean_empirical_variance_with_a_floor():

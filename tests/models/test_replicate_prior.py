@@ -6,7 +6,7 @@ from model_testing import C1, C2, toy_arrays
 
 import kompot
 from kompot import DifferentialExpression
-from kompot.core.replicate_moderation import moderate_low_rank, reference_variance
+from kompot.core.replicate_moderation import moderated_terms, reference_variance
 from kompot.models import replicate_prior, run_differential_expression
 from kompot.models.replicate_prior import learn_replicate_prior, pilot_genes, replicate_distances
 
@@ -30,9 +30,9 @@ def test_moderated_distances_equal_a_dense_solve(model):
     assert prior is not None and 0.0 <= prior.weight < 1.0
     got = replicate_distances(model, prior)
     delta, shared, low_rank, diag = model.mahalanobis_terms(model.landmarks_)
-    B = moderate_low_rank(low_rank, reference_variance(diag, low_rank.shape[0]), prior)
+    B, (P, c) = moderated_terms(low_rank, reference_variance(diag, low_rank.shape[0]), prior)
     for g in range(delta.shape[1]):
-        cov = shared + np.diag(diag[:, g]) + B[g] @ B[g].T
+        cov = shared + np.diag(diag[:, g]) + B[g] @ B[g].T + c[g] * P
         want = np.sqrt(delta[:, g] @ np.linalg.solve(cov, delta[:, g]))
         assert got[g] == pytest.approx(want, rel=1e-8)
     np.testing.assert_array_equal(model.mahalanobis_distances, got)
