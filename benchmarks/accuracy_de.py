@@ -120,7 +120,8 @@ class Design:
     n_samples: int = 3  # per condition (toy's default)
     da_strength: float = 2.0  # log abundance change of the planted regions (toy's default)
     batch_strength: float = 0.0  # datasets.with_batch_effect's strength (0: no batch)
-    obsm_key: str = "DM_EigenVectors"  # kompot's representation; "X_umap": toy's noise-free plane
+    # kompot's representation; "X_umap": toy's noise-free plane; "X_pca": 20 PCs of X
+    obsm_key: str = "DM_EigenVectors"
     replicate_spread: float = 0.0  # toy's spread of the genes' replicate-effect sizes
 
     @property
@@ -426,7 +427,8 @@ def main():
     p.add_argument("--batch-strength", type=float, default=0.0,
                    help="plant a batch effect of this strength on 50 genes (0: none)")
     p.add_argument("--obsm-key", default="DM_EigenVectors",
-                   help="kompot's representation (X_umap: toy's noise-free latent plane)")
+                   help="kompot's representation (X_umap: toy's noise-free latent plane; "
+                        "X_pca: 20 PCs of X)")
     p.add_argument("--replicate-spread", type=float, default=0.0,
                    help="toy's replicate_spread: genes differ in how much their samples vary")
     p.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),

@@ -160,6 +160,11 @@ def main():
     import anndata as ad
 
     adata = ad.read_h5ad(a.data)
+    if a.obsm_key == "X_pca" and "X_pca" not in adata.obsm:
+        # A representation the user makes: 20 principal components of the expression.
+        import scanpy as sc
+
+        sc.pp.pca(adata, n_comps=20, random_state=0)
     run = {"ours": run_ours, "peer": run_peer, "deseq2": run_deseq2}[a.method]
     sample_col = a.sample_col if a.method != "deseq2" else (a.sample_col or "sample")
     with warnings.catch_warnings(record=True) as caught:
