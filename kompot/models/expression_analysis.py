@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.blocks import block_slices
 from ..core.fdr import fdr_dataframe
 from ..core.landmarks import shared_hyperparameters
 from ..parallel import SerialExecutor, executor_for
@@ -20,7 +21,7 @@ from .abundance_analysis import checked_masks
 from .covariate_adjustment import check_covariates
 from .differential_expression import _check_conditions
 from .expression_model import ExpressionModel
-from .layer_store import layer_store_for, predict_chunk_size
+from .layer_store import layer_store_for, predict_chunk_size, read_layers, store_chunk_rows
 from .replicate_prior import prior_summary
 
 
@@ -232,25 +233,58 @@ def run_smoothed_expression(
     ls: float | None = None,
     ls_factor: float = 10.0,
     landmarks: np.ndarray | None = None,
+    layer_store=None,
     progress: bool = False,
 ) -> AnalysisResult:
     """Expression smoothed over cell states, fitted to the rows ``X[mask]``, at every row of ``X``.
 
     ``Y`` is the expression (cells x genes) of the rows ``X[mask]``;
     ``sample_indices`` their replicate samples, whose spread then enters the
-    standard deviation. The other options are those of
-    :class:`ExpressionModel` and its ``fit``.
+    standard deviation. ``layer_store`` chooses where the two layers go, as
+    for :func:`run_differential_expression`: ``None`` follows
+    ``kompot.settings`` (to disk when they exceed ``memory_budget``), ``False``
+    keeps them in memory, ``True`` or a directory writes zarr stores and
+    returns dask arrays. Cells are predicted a chunk at a time either way.
+    The other options are those of :class:`ExpressionModel` and its ``fit``.
 
     Returns
     -------
     An :class:`AnalysisResult` over :data:`SMOOTH_SCHEMA` (``smoothed`` and
-    ``std``, rows of ``X`` x genes of ``Y``); ``fitted`` holds ``landmarks`` and ``ls``.
+    ``std``, rows of ``X`` x genes of ``Y``, float32); ``fitted`` holds
+    ``landmarks`` and ``ls``.
     """
+    store = layer_store_for(layer_store, X.shape[0], Y.shape[1], 2)
     model = ExpressionModel(n_landmarks=n_landmarks, use_empirical_variance=use_empirical_variance,
                             random_state=random_state, batch_size=batch_size)
     model.fit(X[np.asarray(mask, bool)], Y, sigma=sigma, ls=ls, ls_factor=ls_factor,
               landmarks=landmarks, sample_indices=sample_indices)
-    values = {"smoothed": model.predict(X, progress=progress),
-              "std": model.std(X, progress=progress)}
+    chunk = predict_chunk_size(X.shape[0], Y.shape[1], True, n_landmarks=len(model.landmarks_))
+    values = _smoothed_in_chunks(model, X, Y.shape[1], chunk, store, progress)
     return AnalysisResult(SMOOTH_SCHEMA, values, dict(landmarks=model.landmarks_, ls=model.ls_),
                           set(), model)
+
+
+def _smoothed_in_chunks(model, X, n_genes: int, chunk: int, store, progress: bool) -> dict:
+    """The model's mean and standard deviation at every row of ``X``, as float32 layers.
+
+    One chunk of cells is held in float64 at a time; with a layer store each
+    chunk goes straight into its zarr arrays and dask arrays reading them
+    are returned.
+    """
+    n, genes = X.shape[0], slice(0, n_genes)
+    if store is not None:
+        # Whole zarr chunks per write: no chunk is read back to be completed.
+        rows = store_chunk_rows(chunk, n_genes)
+        chunk = chunk // rows * rows
+    layers = {}
+    for s in block_slices(n, chunk, progress=progress, desc="smooth expression"):
+        part = {"smoothed": model.predict(X[s], progress=False),
+                "std": model.std(X[s], progress=False)}
+        for name, value in part.items():
+            if name not in layers:
+                layers[name] = (np.empty((n, value.shape[1]), np.float32) if store is None
+                                else store.create(name, genes, n, chunk))
+            layers[name][s] = value.astype(np.float32, copy=False)
+    if store is None:
+        return layers
+    return read_layers([{name: store.path(name, genes) for name in layers}])

@@ -1,4 +1,4 @@
-"""Differential expression with its layers on disk: zarr-backed dask layers, as in memory."""
+"""DE and smoothed expression with their layers on disk: zarr-backed dask layers, as in memory."""
 
 import anndata as ad
 import dask.array as da
@@ -99,3 +99,34 @@ def test_plots_read_layers_on_disk(small, on_disk):
     assert ax is not None
     kompot.pl.expression(adata, genes[0], show=False)
     plt.close("all")
+
+
+@pytest.mark.parametrize("genes", [None, slice(3, 30, 2)], ids=["all genes", "a subset"])
+def test_smoothed_expression_layers_on_disk_equal_in_memory(small, on_disk, genes):
+    genes = None if genes is None else list(small.var_names[genes])
+    run = dict(genes=genes, sample_col="sample", **FAST)
+    kompot.settings.layers_on_disk = False
+    in_memory = small.copy()
+    kompot.tl.compute_smoothed_expression(in_memory, "condition", C1, **run)
+    kompot.settings.layers_on_disk = True
+    adata = small.copy()
+    kompot.tl.compute_smoothed_expression(adata, "condition", C1, **run)
+    for name in ("kompot_smooth_smoothed", "kompot_smooth_std"):
+        assert isinstance(adata.layers[name], da.Array), name
+        assert adata.layers[name].dtype == np.float32
+    assert_adata_equal(adata, in_memory)
+    assert len(list(on_disk.iterdir())) == 1
+
+
+def test_smoothed_expression_in_chunks_equals_one_chunk(small, monkeypatch):
+    """Predicting a few cells at a time gives the layers of one prediction of all cells."""
+    from kompot.models import expression_analysis
+
+    run = dict(sample_col="sample", **FAST)
+    whole = small.copy()
+    kompot.tl.compute_smoothed_expression(whole, "condition", C1, **run)
+    monkeypatch.setattr(expression_analysis, "predict_chunk_size", lambda *a, **k: 37)
+    chunked = small.copy()
+    kompot.tl.compute_smoothed_expression(chunked, "condition", C1, **run)
+    for name in ("kompot_smooth_smoothed", "kompot_smooth_std"):
+        np.testing.assert_allclose(chunked.layers[name], whole.layers[name], rtol=1e-6)
