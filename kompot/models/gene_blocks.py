@@ -39,6 +39,7 @@ from .null import (
     label_partitions,
     state_strata,
 )
+from .null_refits import null_refits
 from .replicate_prior import learn_replicate_prior, pilot_genes, replicate_distances
 
 logger = logging.getLogger("kompot")
@@ -286,13 +287,18 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice,
     priors = dict(mean_weights=model.prior_mean_weights_,
                   variance_mean_weights=model.prior_variance_weights_)
     bases = ReplicateBases()
+    block_genes = [d[(d >= genes.start) & (d < genes.stop)] - genes.start for d in null.genes]
+    refits = _shared_refits(plan, Y, priors, block_genes)
     out = []
-    draws = zip(null.partitions, null.genes, strict=True)
-    for (mask, s1, s2), drawn in tqdm(draws, total=len(null.genes), desc="null permutations",
+    draws = zip(null.partitions, block_genes, strict=True)
+    for (mask, s1, s2), local in tqdm(draws, total=len(null.genes), desc="null permutations",
                                       disable=not plan.progress, leave=False):
-        local = drawn[(drawn >= genes.start) & (drawn < genes.stop)] - genes.start
         if local.size == 0:
             out.append(np.empty(0))
+            continue
+        de = None if refits is None else refits.fit(mask, s1, s2, local)
+        if de is not None:
+            out.append(replicate_distances(de, prior))
             continue
         kwargs = {**plan.fit_kwargs, "replicate_bases": bases,
                   **{k: None if w is None else np.asarray(w)[:, local] for k, w in priors.items()}}
@@ -307,6 +313,24 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice,
                condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
         out.append(replicate_distances(de, prior))
     return out
+
+
+def _shared_refits(plan: GeneBlockPlan, Y, priors: dict, block_genes: list):
+    """The null's :class:`~kompot.models.null_refits.NullRefits` for this block, or ``None``.
+
+    Covariates are learned again in each permutation, which changes the
+    expression itself; those refits take the general path.
+    """
+    null = plan.null
+    wanted = [g for g in block_genes if g.size]
+    if null.covariates is not None or not wanted:
+        return None
+    samples = None
+    if plan.samples[0] is not None and plan.samples[1] is not None:
+        samples = np.concatenate([np.asarray(plan.samples[0])[null.order1],
+                                  np.asarray(plan.samples[1])[null.order2]])
+    return null_refits(null.X, Y, samples, plan.de_kwargs, {**plan.fit_kwargs, **priors},
+                       np.unique(np.concatenate(wanted)))
 
 
 def _adjusted_split(null: NullPlan, rows1, rows2, Y1, Y2):

@@ -175,6 +175,13 @@ class SampleVarianceEstimator:
         self.landmarks_, self.cov_func_, self._jitter = landmarks, cov_func, jitter
         return self
 
+    def _adopt(self, fits: dict, landmarks, cov_func, jitter) -> SampleVarianceEstimator:
+        """This estimator with the samples' ``fits`` (label -> fit, in label order) computed elsewhere."""
+        self._reset()
+        self._fits, self.groups_, self.n_groups = dict(fits), np.asarray(list(fits)), len(fits)
+        self.landmarks_, self.cov_func_, self._jitter = landmarks, cov_func, jitter
+        return self
+
     def _check_fit_inputs(self, X, Y, grouping_vector) -> np.ndarray:
         """The sample labels as an array, after checking that the inputs fit together."""
         if grouping_vector is None:
