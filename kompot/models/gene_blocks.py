@@ -288,7 +288,7 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice,
                   variance_mean_weights=model.prior_variance_weights_)
     bases = ReplicateBases()
     block_genes = [d[(d >= genes.start) & (d < genes.stop)] - genes.start for d in null.genes]
-    refits = _shared_refits(plan, Y, priors, block_genes)
+    refits = _shared_refits(plan, Y, priors, block_genes, bases)
     out = []
     draws = zip(null.partitions, block_genes, strict=True)
     for (mask, s1, s2), local in tqdm(draws, total=len(null.genes), desc="null permutations",
@@ -315,7 +315,7 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice,
     return out
 
 
-def _shared_refits(plan: GeneBlockPlan, Y, priors: dict, block_genes: list):
+def _shared_refits(plan: GeneBlockPlan, Y, priors: dict, block_genes: list, bases):
     """The null's :class:`~kompot.models.null_refits.NullRefits` for this block, or ``None``.
 
     Covariates are learned again in each permutation, which changes the
@@ -330,7 +330,7 @@ def _shared_refits(plan: GeneBlockPlan, Y, priors: dict, block_genes: list):
         samples = np.concatenate([np.asarray(plan.samples[0])[null.order1],
                                   np.asarray(plan.samples[1])[null.order2]])
     return null_refits(null.X, Y, samples, plan.de_kwargs, {**plan.fit_kwargs, **priors},
-                       np.unique(np.concatenate(wanted)))
+                       np.unique(np.concatenate(wanted)), bases)
 
 
 def _adjusted_split(null: NullPlan, rows1, rows2, Y1, Y2):

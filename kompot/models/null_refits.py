@@ -58,12 +58,15 @@ _FIT_KWARGS = {"sigma", "ls", "ls_factor", "landmarks", "allow_single_condition_
                "mean_weights", "variance_mean_weights", "jitter"}
 
 
-def null_refits(X, Y, samples, de_kwargs: dict, fit_kwargs: dict, genes: np.ndarray):
+def null_refits(X, Y, samples, de_kwargs: dict, fit_kwargs: dict, genes: np.ndarray,
+                bases: ReplicateBases | None = None):
     """:class:`NullRefits` of the pooled cells, or ``None`` where refits need the general path.
 
     ``X``, ``Y`` and ``samples`` (a label per cell, or ``None``) are the
     pooled cells in the order the permutations' masks refer to; ``genes``
-    (sorted) every gene that some permutation refits. The shortcut needs the
+    (sorted) every gene that some permutation refits; ``bases`` the cache of
+    the cell-space samples' factors (shared with refits of the general path).
+    The shortcut needs the
     real run's landmarks, length scale and pooled prior weights in
     ``fit_kwargs``, the empirical variance on, and no other options.
     """
@@ -81,7 +84,7 @@ def null_refits(X, Y, samples, de_kwargs: dict, fit_kwargs: dict, genes: np.ndar
         return None  # DifferentialExpression.fit explains what is missing
     if samples is not None and np.unique(samples, return_counts=True)[1].min() < MIN_SAMPLE_CELLS:
         return None  # the general path skips those samples, with a warning
-    return NullRefits(X, Y, samples, de_kwargs, fit_kwargs, genes)
+    return NullRefits(X, Y, samples, de_kwargs, fit_kwargs, genes, bases)
 
 
 class NullRefits:
@@ -91,7 +94,7 @@ class NullRefits:
     fitted :class:`DifferentialExpression`.
     """
 
-    def __init__(self, X, Y, samples, de_kwargs, fit_kwargs, genes):
+    def __init__(self, X, Y, samples, de_kwargs, fit_kwargs, genes, bases=None):
         self.de_kwargs = dict(de_kwargs)
         self.sigma = float(fit_kwargs.get("sigma", 1.0))
         self.jitter = fit_kwargs.get("jitter", 1e-6)
@@ -103,7 +106,8 @@ class NullRefits:
         self.variance_mean_weights = np.asarray(fit_kwargs["variance_mean_weights"], np.float64)
         self.genes = np.asarray(genes)
         self.X, self.Y = np.asarray(X, np.float64), take_genes(Y, self.genes)
-        self.bases = ReplicateBases()  # cell-space samples (as the general path keeps them)
+        # Cell-space samples' factors, as the general path keeps them.
+        self.bases = ReplicateBases() if bases is None else bases
         self._h: dict[int, np.ndarray] = {}  # leverages of landmark-space samples' blocks
         budget = int(settings.memory_budget * NULL_CACHE_SHARE)
         batch = max(int(self.de_kwargs.get("batch_size", 500)), 2000)
