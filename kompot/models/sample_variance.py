@@ -275,7 +275,12 @@ class SampleVarianceEstimator:
         if not self._shared_prior():
             return self.group_means(X, K)
         K = kernel_matrix(self.cov_func_, X, self.landmarks_) if K is None else K
-        return np.stack(replicate_predictions(list(self._fits.values()), K)[1])
+        return np.stack(replicate_predictions(list(self._fits.values()), K,
+                                              keep=self._at_landmarks(X))[1])
+
+    def _at_landmarks(self, X) -> bool:
+        """Whether ``X`` are the landmarks, where the distances (and every null refit) look."""
+        return X.shape == self.landmarks_.shape and np.array_equal(X, self.landmarks_)
 
     def low_rank_factor(self, X: np.ndarray, K: np.ndarray | None = None) -> np.ndarray:
         """``B`` of shape (G, n, K) with ``B[g] @ B[g].T`` the covariance over ``X`` of gene g."""
@@ -288,7 +293,8 @@ class SampleVarianceEstimator:
         self._check_fitted()
         K = kernel_matrix(self.cov_func_, X, self.landmarks_) if K is None else K
         if self._shared_prior():
-            common, parts = replicate_predictions(list(self._fits.values()), K, variance=True)
+            common, parts = replicate_predictions(list(self._fits.values()), K, variance=True,
+                                                  keep=self._at_landmarks(np.asarray(X)))
             total = np.zeros((K.shape[0], parts[0].shape[1]))
             for part in parts:
                 part += common
