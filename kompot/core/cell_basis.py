@@ -44,7 +44,13 @@ class CellBasis:
 
     @property
     def on_device(self) -> bool:
+        """Whether the blocks are kept on the JAX device."""
         return self._device_cache is not None
+
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes of the blocks kept."""
+        return sum(A.nbytes for A in self._kept.values())
 
     def whitened(self, b: int):
         """Block ``b``'s ``A`` (m, cells of the block): a numpy array or a JAX :class:`KernelBlock`."""

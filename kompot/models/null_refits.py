@@ -113,7 +113,7 @@ class NullRefits:
         batch = max(int(self.de_kwargs.get("batch_size", 500)), 2000)
         if samples is None:
             self.labels = self.codes = None
-            blocks = [rows for rows in _chunks(_reading_order(Y, X.shape[0]), batch)]
+            blocks = _chunks(_reading_order(Y, X.shape[0]), batch)
             self.block_unit = np.zeros(len(blocks), int)
         else:
             self.labels, self.codes = np.unique(np.asarray(samples), return_inverse=True)
@@ -145,7 +145,7 @@ class NullRefits:
             gram, products = _gram_and_products(self.basis.whitened(b), dense_rows(self.Y, rows))
             self.AAt[self.block_unit[b]] += gram
             AY[self.block_unit[b]] += products
-        room = budget - sum(a.nbytes for a in self.basis._kept.values())
+        room = budget - self.basis.kept_bytes
         self.AY = []
         for k in range(n_units):  # kept while they fit, else recomputed in each permutation
             keep = self.codes is None or AY[k].nbytes <= room
