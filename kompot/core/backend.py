@@ -119,6 +119,10 @@ def _jax_functions() -> SimpleNamespace:
         return K, solve_triangular(Lp, K.T, lower=True)
 
     @jax.jit
+    def take_columns(As, idx, valid):
+        return jnp.take(As, idx, axis=1) * valid[None, :]  # padded positions are zeroed
+
+    @jax.jit
     def gram(A):
         return A @ A.T
 
@@ -165,7 +169,8 @@ def _jax_functions() -> SimpleNamespace:
 
     return SimpleNamespace(
         matern52=matern52, lower_solve=lower_solve, kernel_block=kernel_block,
-        matmul=jax.jit(jnp.matmul), gram=gram, squared_residual_products=squared_residual_products,
+        matmul=jax.jit(jnp.matmul), gram=gram, take_columns=take_columns,
+        squared_residual_products=squared_residual_products,
         posterior_variance=posterior_variance,
         per_gene_squares=per_gene_squares, per_gene_woodbury=per_gene_woodbury,
         shared_woodbury=shared_woodbury, asarray=jnp.asarray,
@@ -232,6 +237,22 @@ class KernelBlock:
             self._As.block_until_ready()  # the solve runs inside the BLAS limit of _on_device
         if not keep_kernel:  # a fit needs only As: free K's device memory
             self._K = None
+
+    def columns(self, idx: np.ndarray) -> KernelBlock:
+        """The block of some of its points (positions ``idx``), as ``As`` only (no ``K``)."""
+        sub = object.__new__(KernelBlock)
+        sub._cache, sub._n, sub._K = self._cache, len(idx), None
+        valid = np.zeros(_bucket(sub._n))
+        valid[: sub._n] = 1.0
+        with _on_device() as jx:
+            sub._As = jx.take_columns(self._As, jx.asarray(_padded(np.asarray(idx), 0)),
+                                      jx.asarray(valid))
+        return sub
+
+    @property
+    def nbytes(self) -> int:
+        """Device bytes of the block's arrays."""
+        return sum(int(a.size) * 8 for a in (self._K, self._As) if a is not None)
 
     def _put(self, a: np.ndarray):
         """``a`` on the device, transferred once per ``cache`` (keyed by identity)."""

@@ -155,17 +155,42 @@ def fit_function_parts(
             AAt += gram
             AR += products
             blocks.append((X, Y, s, A if keep else None))
-    if mean_weights is not None:
-        # Fit the residual from the prior mean function: A (y - A^T Lp^T w0).
-        AR -= AAt @ (Lp.T @ mean_weights)
-    LB = safe_cholesky(np.eye(m) + AAt / sigma**2, what="expression GP system")
-    fit = FunctionFit(landmarks, cov_func, Lp, LB, None, mu, sigma, n)
-    fit.weights = fit._solve_weights_whitened(AR)
-    if mean_weights is not None:
-        fit.weights += mean_weights
+    fit = fit_from_sums(AAt, AR, landmarks, cov_func, Lp, sigma=sigma, mu=mu,
+                        mean_weights=mean_weights, n_obs=n)
     if obs_variance:
         _fit_empirical_variance(fit, blocks, AAt, variance_mean_weights, device_cache)
     return fit
+
+
+def fit_from_sums(AAt, AR, landmarks, cov_func, Lp, *, sigma: float, mu, mean_weights,
+                  n_obs: int, LB: np.ndarray | None = None) -> FunctionFit:
+    """The fit of cells from their sums ``A A^T`` and ``A (Y - mu)`` (``A`` the whitened kernel).
+
+    This is all of :func:`fit_function_parts` after its pass over the cells
+    but the empirical variance (:func:`set_empirical_variance`), so that
+    refits of cells whose sums are known already (the permutation null)
+    need no pass. ``LB``, when known, is ``chol(I + A A^T / sigma^2)``.
+    """
+    if mean_weights is not None:
+        # Fit the residual from the prior mean function: A (y - A^T Lp^T w0).
+        AR = AR - AAt @ (Lp.T @ mean_weights)
+    if LB is None:
+        LB = safe_cholesky(np.eye(AAt.shape[0]) + AAt / sigma**2, what="expression GP system")
+    fit = FunctionFit(landmarks, cov_func, Lp, LB, None, mu, sigma, n_obs)
+    fit.weights = fit._solve_weights_whitened(AR)
+    if mean_weights is not None:
+        fit.weights += mean_weights
+    return fit
+
+
+def set_empirical_variance(fit: FunctionFit, AR2: np.ndarray, AAt: np.ndarray,
+                           variance_mean_weights) -> None:
+    """Set ``fit.variance_weights`` from ``AR2``, the cells' sum of smoothed squared residuals."""
+    if variance_mean_weights is not None:
+        AR2 = AR2 - AAt @ (fit.Lp.T @ variance_mean_weights)
+    fit.variance_weights = fit._solve_weights_whitened(AR2)
+    if variance_mean_weights is not None:
+        fit.variance_weights += variance_mean_weights
 
 
 def _fit_empirical_variance(fit: FunctionFit, blocks, AAt, variance_mean_weights,
@@ -184,11 +209,7 @@ def _fit_empirical_variance(fit: FunctionFit, blocks, AAt, variance_mean_weights
         if A is None:
             A = _whitened(X[s], Lp, fit.cov_func, fit.landmarks, device_cache)
         AR2 += _smoothed_squared_residuals(A, LB, whitened_weights, _rows(Y, s, mu), sigma)
-    if variance_mean_weights is not None:
-        AR2 -= AAt @ (Lp.T @ variance_mean_weights)
-    fit.variance_weights = fit._solve_weights_whitened(AR2)
-    if variance_mean_weights is not None:
-        fit.variance_weights += variance_mean_weights
+    set_empirical_variance(fit, AR2, AAt, variance_mean_weights)
 
 
 def _gram_and_products(A, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -198,11 +219,20 @@ def _gram_and_products(A, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return A @ A.T, A @ R
 
 
-def _smoothed_squared_residuals(A, LB, whitened_weights, R, sigma: float) -> np.ndarray:
-    """``A r2``, with ``r2`` the block's HC3-corrected squared residuals."""
+def leverages(A: np.ndarray, LB: np.ndarray, sigma: float) -> np.ndarray:
+    """Each cell's leverage ``|LB^{-1} a_i|^2 / sigma^2`` (numpy ``A``)."""
+    return np.sum(lower_solve(LB, A) ** 2, axis=0) / sigma**2
+
+
+def _smoothed_squared_residuals(A, LB, whitened_weights, R, sigma: float,
+                                h: np.ndarray | None = None) -> np.ndarray:
+    """``A r2``, with ``r2`` the block's HC3-corrected squared residuals.
+
+    ``h``, the cells' :func:`leverages`, may be passed when known (numpy ``A`` only).
+    """
     if isinstance(A, backend.KernelBlock):
         return A.smoothed_squared_residuals(LB, whitened_weights, R, sigma)
-    h = np.sum(lower_solve(LB, A) ** 2, axis=0) / sigma**2
+    h = leverages(A, LB, sigma) if h is None else h
     # In place: one block of cells x genes besides the expression block.
     r2 = A.T @ whitened_weights
     np.subtract(R, r2, out=r2)

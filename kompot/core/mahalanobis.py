@@ -37,7 +37,7 @@ Every path is exact up to floating-point rounding; nothing is approximated or dr
 
 The Woodbury step is written in whitened coordinates, ``z = L^{-1} delta``, ``W = L^{-1} B``,
 ``W = Q R`` (thin QR), as ``D^2 = ||z - Q Q^T z||^2 + ||S^{-1} Q^T z||^2`` with
-``S S^T = I + R R^T``. This equals ``z^T z - z^T W (I + W^T W)^{-1} W^T z`` but adds two
+``S S^T = I + R R^T`` (both read off one QR of ``[W z]``, without forming ``Q``). This equals ``z^T z - z^T W (I + W^T W)^{-1} W^T z`` but adds two
 nonnegative terms instead of subtracting nearly equal ones, so it stays accurate when the
 replicate variance dominates ``A``.
 """
@@ -114,15 +114,19 @@ def _woodbury_finish(z: np.ndarray, W: np.ndarray) -> np.ndarray:
     """``z_g^T (I + W_g W_g^T)^{-1} z_g`` for a block: z (b, m), W (b, m, K) -> (b,).
 
     Both terms are sums of squares, so no cancellation; QR instead of inverting R keeps
-    rank-deficient or zero ``B_g`` (genes without replicate variance) safe.
+    rank-deficient or zero ``B_g`` (genes without replicate variance) safe. One QR of
+    ``[W_g z_g]`` gives both: its triangle is ``[[R, Q^T z], [0, ±||z - Q Q^T z||]]``
+    (rows up to sign, which the terms do not see), so ``Q`` itself is never formed.
     """
-    Q, R = np.linalg.qr(W)  # reduced: Q (b, m, r), R (b, r, K), r = min(m, K)
-    y = np.einsum("bmr,bm->br", Q, z)
-    perp = z - np.einsum("bmr,br->bm", Q, y)
-    S = np.eye(R.shape[1]) + R @ np.swapaxes(R, 1, 2)  # eigenvalues >= 1: safe Cholesky
+    K = W.shape[2]
+    T = np.linalg.qr(np.concatenate([W, z[:, :, None]], axis=2), mode="r")  # (b, r, K + 1)
+    r = min(T.shape[1], K)  # rows of R: min(m, K)
+    R, y = T[:, :r, :K], T[:, :r, K]
+    perp2 = T[:, K, K] ** 2 if T.shape[1] > K else 0.0  # z lies in W's span when m <= K
+    S = np.eye(r) + R @ np.swapaxes(R, 1, 2)  # eigenvalues >= 1: safe Cholesky
     Ls = np.linalg.cholesky(S)
     s = np.linalg.solve(Ls, y[..., None])[..., 0]
-    return np.einsum("bm,bm->b", perp, perp) + np.einsum("br,br->b", s, s)
+    return perp2 + np.einsum("br,br->b", s, s)
 
 
 def _worker_count() -> int:

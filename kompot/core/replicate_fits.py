@@ -41,10 +41,26 @@ class ReplicateBasis:
     T: np.ndarray
     LS: np.ndarray
     one_minus_h: np.ndarray
+    _kept_product: tuple | None = field(default=None, repr=False)  # (K_points, K_points @ T)
 
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.K, self.A, self.T, self.LS, self.one_minus_h))
+
+    def times_T(self, K_points: np.ndarray, keep: bool = False) -> np.ndarray:
+        """``K_points @ T``; with ``keep`` it is kept for the next call with equal ``K_points``.
+
+        Every refit of the sample in the null evaluates its spread at the
+        same points (the landmarks), so that product is made once.
+        """
+        kept = self._kept_product
+        if kept is not None and kept[0].shape == K_points.shape \
+                and np.array_equal(kept[0], K_points):
+            return kept[1]
+        product = K_points @ self.T
+        if keep:
+            self._kept_product = (K_points, product)
+        return product
 
 
 @dataclass
@@ -160,21 +176,23 @@ def share_prior(fits) -> bool:
     )
 
 
-def replicate_predictions(fits, K: np.ndarray, variance: bool = False):
+def replicate_predictions(fits, K: np.ndarray, variance: bool = False, keep: bool = False):
     """The fits' means (or, with ``variance``, unclipped empirical variances) at the rows of ``K``.
 
     Returns ``(common, parts)`` with fit k's prediction ``common + parts[k]``:
     ``common = mu + K @ prior`` once, and ``parts[k] = (K T_k) @ c_k``,
     which costs ``n_k (m + n_genes)`` per row instead of ``m n_genes``
     (``K T_k`` is the kernel between the rows and the sample's cells in the
-    landmark approximation). ``fits`` must :func:`share_prior`.
+    landmark approximation). ``fits`` must :func:`share_prior`. With ``keep``
+    each sample keeps ``K T_k`` for later calls at the same points
+    (:meth:`ReplicateBasis.times_T`).
     """
     first = fits[0]
     prior = first.variance_prior if variance else first.prior
     common = 0.0 if variance else first.mu
     if prior is not None:
         common = K @ prior + common
-    parts = [(K @ f.basis.T) @ (f.variance_coefficients if variance else f.coefficients)
+    parts = [f.basis.times_T(K, keep) @ (f.variance_coefficients if variance else f.coefficients)
              for f in fits]
     return common, parts
 

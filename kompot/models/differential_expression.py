@@ -250,6 +250,15 @@ class DifferentialExpression:
             self._lend_sample_variance(allow_single_condition_variance)
         return self
 
+    def _adopt(self, model1, model2, landmarks, use_samples: bool, mean_weights,
+               variance_mean_weights) -> DifferentialExpression:
+        """This object with both conditions' models fitted elsewhere (the null's refits)."""
+        self._reset()
+        self.model1_, self.model2_ = model1, model2
+        self.landmarks_, self.use_sample_variance_ = landmarks, use_samples
+        self.prior_mean_weights_, self.prior_variance_weights_ = mean_weights, variance_mean_weights
+        return self
+
     def _sample_variance_wanted(self, indices=(None, None)) -> bool:
         """``use_sample_variance``, or when ``None``: on if replicates or predictors are given."""
         if self.use_sample_variance is not None:

@@ -186,6 +186,20 @@ class ExpressionModel:
         self._fitted = True
         return self
 
+    def _adopt(self, fit: FunctionFit, ls: float, jitter: float, variance_estimator=None):
+        """This model, fitted with ``fit`` computed elsewhere (and that sample variance).
+
+        For refits whose sums are known already (the permutation null,
+        :mod:`kompot.models.null_refits`); leaves the model as :meth:`fit`
+        would with the same fit.
+        """
+        self._reset()
+        self.sigma_, self.ls_, self.landmarks_ = fit.sigma, ls, fit.landmarks
+        self.cov_func_, self._jitter, self._fit = fit.cov_func, jitter, fit
+        self.variance_predictor_ = variance_estimator
+        self._fitted = True
+        return self
+
     def _fit_sample_variance(self, X, y, sample_indices, sample_ls, allow_single, mu, bases):
         """A :class:`SampleVarianceEstimator` on this condition's samples, or ``None``."""
         # The samples' fits read the expression in blocks as large as this fit's.

@@ -39,6 +39,7 @@ from .null import (
     label_partitions,
     state_strata,
 )
+from .null_refits import null_refits
 from .replicate_prior import learn_replicate_prior, pilot_genes, replicate_distances
 
 logger = logging.getLogger("kompot")
@@ -277,8 +278,10 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice,
 
     Refits reuse the real fit's landmarks, length scale and pooled prior
     weights: the union of the cells, and so the pooled fit, is the same under
-    any relabelling. Whole samples keep their cells under any relabelling, so
-    their kernel factors are computed once and shared by the refits.
+    any relabelling. What the refits share beyond that (each cell's whitened
+    kernel, the sums over each sample or over all cells, each sample's own
+    factors) is computed once (:mod:`~kompot.models.null_refits`); refits it
+    does not cover are fitted from the cells (:func:`_refit_from_cells`).
     """
     null = plan.null
     # A view of the same storage when Y1 and Y2 are CellRows views: no copy.
@@ -286,27 +289,54 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice,
     priors = dict(mean_weights=model.prior_mean_weights_,
                   variance_mean_weights=model.prior_variance_weights_)
     bases = ReplicateBases()
+    block_genes = [d[(d >= genes.start) & (d < genes.stop)] - genes.start for d in null.genes]
+    refits = _shared_refits(plan, Y, priors, block_genes, bases)
     out = []
-    draws = zip(null.partitions, null.genes, strict=True)
-    for (mask, s1, s2), drawn in tqdm(draws, total=len(null.genes), desc="null permutations",
+    draws = zip(null.partitions, block_genes, strict=True)
+    for (mask, s1, s2), local in tqdm(draws, total=len(null.genes), desc="null permutations",
                                       disable=not plan.progress, leave=False):
-        local = drawn[(drawn >= genes.start) & (drawn < genes.stop)] - genes.start
         if local.size == 0:
             out.append(np.empty(0))
             continue
-        kwargs = {**plan.fit_kwargs, "replicate_bases": bases,
-                  **{k: None if w is None else np.asarray(w)[:, local] for k, w in priors.items()}}
-        Yg = take_genes(Y, local)
-        (rows1, s1), (rows2, s2) = _reading_order(Y, mask, s1), _reading_order(Y, ~mask, s2)
-        A1, A2 = take_rows(Yg, rows1), take_rows(Yg, rows2)
-        if null.covariates is not None:
-            # Learned again with the permuted labels, as the real run learns it with its own.
-            A1, A2 = _adjusted_split(null, rows1, rows2, A1, A2)
-        de = DifferentialExpression(**plan.de_kwargs)
-        de.fit(null.X[rows1], A1, null.X[rows2], A2,
-               condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
+        de = None if refits is None else refits.fit(mask, s1, s2, local)
+        if de is None:
+            de = _refit_from_cells(plan, Y, (mask, s1, s2), local, priors, bases)
         out.append(replicate_distances(de, prior))
     return out
+
+
+def _refit_from_cells(plan: GeneBlockPlan, Y, partition, local, priors: dict, bases):
+    """One permutation's :class:`DifferentialExpression` fitted to its cells (``local`` genes)."""
+    null, (mask, s1, s2) = plan.null, partition
+    kwargs = {**plan.fit_kwargs, "replicate_bases": bases,
+              **{k: None if w is None else np.asarray(w)[:, local] for k, w in priors.items()}}
+    Yg = take_genes(Y, local)
+    (rows1, s1), (rows2, s2) = _reading_order(Y, mask, s1), _reading_order(Y, ~mask, s2)
+    A1, A2 = take_rows(Yg, rows1), take_rows(Yg, rows2)
+    if null.covariates is not None:
+        # Learned again with the permuted labels, as the real run learns it with its own.
+        A1, A2 = _adjusted_split(null, rows1, rows2, A1, A2)
+    de = DifferentialExpression(**plan.de_kwargs)
+    return de.fit(null.X[rows1], A1, null.X[rows2], A2,
+                  condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
+
+
+def _shared_refits(plan: GeneBlockPlan, Y, priors: dict, block_genes: list, bases):
+    """The null's :class:`~kompot.models.null_refits.NullRefits` for this block, or ``None``.
+
+    Covariates are learned again in each permutation, which changes the
+    expression itself; those refits take the general path.
+    """
+    null = plan.null
+    wanted = [g for g in block_genes if g.size]
+    if null.covariates is not None or not wanted:
+        return None
+    samples = None
+    if plan.samples[0] is not None and plan.samples[1] is not None:
+        samples = np.concatenate([np.asarray(plan.samples[0])[null.order1],
+                                  np.asarray(plan.samples[1])[null.order2]])
+    return null_refits(null.X, Y, samples, plan.de_kwargs, {**plan.fit_kwargs, **priors},
+                       np.unique(np.concatenate(wanted)), bases)
 
 
 def _adjusted_split(null: NullPlan, rows1, rows2, Y1, Y2):

@@ -24,6 +24,7 @@ from ..core.cell_rows import CellRows, project_rows, stack_rows, take_genes, tak
 from ..core.landmarks import canonical_order, select_landmarks
 from .differential_abundance import DifferentialAbundance
 from .differential_expression import DifferentialExpression
+from .null_refits import null_refits
 
 logger = logging.getLogger("kompot")
 
@@ -261,28 +262,47 @@ def expression_null_distances(
         n1, len(X), condition1_sample_indices, condition2_sample_indices, n_permutations, rng,
         strata=strata,
     )
-    null = []
-    iterator = tqdm(partitions, desc="null permutations", leave=False) if progress else partitions
     n_genes = Y.shape[1]
-    for mask, s1, s2 in iterator:
-        genes = np.arange(n_genes)
-        if n_null_genes is not None and n_null_genes < n_genes:
-            genes = np.sort(rng.choice(n_genes, size=n_null_genes, replace=False))
-        Yg = take_genes(Y, genes)
-        kwargs = dict(fit_kwargs)
-        for name in ("mean_weights", "variance_mean_weights"):
-            if kwargs.get(name) is not None:
-                kwargs[name] = np.asarray(kwargs[name])[:, genes]
-        (rows1, s1), (rows2, s2) = _reading_order(Y, mask, s1), _reading_order(Y, ~mask, s2)
-        de = DifferentialExpression(**de_kwargs)
-        de.fit(X[rows1], take_rows(Yg, rows1), X[rows2], take_rows(Yg, rows2),
-               condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
+    # Drawn before any refit, from the same stream in the same order as before.
+    drawn = [_null_genes(n_genes, n_null_genes, rng) for _ in partitions]
+    pooled = None
+    if condition1_sample_indices is not None and condition2_sample_indices is not None:
+        pooled = np.concatenate([condition1_sample_indices, condition2_sample_indices])
+    refits = null_refits(X, Y, pooled, de_kwargs, fit_kwargs, np.unique(np.concatenate(drawn))) \
+        if partitions else None
+    null = []
+    draws = list(zip(partitions, drawn, strict=True))
+    for (mask, s1, s2), genes in (tqdm(draws, desc="null permutations", leave=False)
+                                  if progress else draws):
+        de = None if refits is None else refits.fit(mask, s1, s2, genes)
+        if de is None:
+            de = _refit_from_cells(X, Y, mask, s1, s2, genes, de_kwargs, fit_kwargs)
         distances = de.compute_mahalanobis_distances(de.landmarks_, progress=False)
         if rescale_to is not None and genes.size >= MIN_GENES_FOR_RESCALING:
             distances = distances * _median_ratio(rescale_to, distances)
         null.append(distances)
     logger.info("DE null distribution from %d permutations.", len(partitions))
     return np.concatenate(null)
+
+
+def _null_genes(n_genes: int, n_null_genes: int | None, rng) -> np.ndarray:
+    """One permutation's genes: all, or ``n_null_genes`` drawn at random (sorted)."""
+    if n_null_genes is not None and n_null_genes < n_genes:
+        return np.sort(rng.choice(n_genes, size=n_null_genes, replace=False))
+    return np.arange(n_genes)
+
+
+def _refit_from_cells(X, Y, mask, s1, s2, genes, de_kwargs, fit_kwargs) -> DifferentialExpression:
+    """Both conditions refitted to the permuted cells, the prior weights cut to ``genes``."""
+    kwargs = dict(fit_kwargs)
+    for name in ("mean_weights", "variance_mean_weights"):
+        if kwargs.get(name) is not None:
+            kwargs[name] = np.asarray(kwargs[name])[:, genes]
+    Yg = take_genes(Y, genes)
+    (rows1, s1), (rows2, s2) = _reading_order(Y, mask, s1), _reading_order(Y, ~mask, s2)
+    de = DifferentialExpression(**de_kwargs)
+    return de.fit(X[rows1], take_rows(Yg, rows1), X[rows2], take_rows(Yg, rows2),
+                  condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
 
 
 def _median_ratio(target: np.ndarray, distances: np.ndarray) -> float:

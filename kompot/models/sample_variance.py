@@ -175,6 +175,13 @@ class SampleVarianceEstimator:
         self.landmarks_, self.cov_func_, self._jitter = landmarks, cov_func, jitter
         return self
 
+    def _adopt(self, fits: dict, landmarks, cov_func, jitter) -> SampleVarianceEstimator:
+        """This estimator with the samples' ``fits`` (label -> fit, in label order) computed elsewhere."""
+        self._reset()
+        self._fits, self.groups_, self.n_groups = dict(fits), np.asarray(list(fits)), len(fits)
+        self.landmarks_, self.cov_func_, self._jitter = landmarks, cov_func, jitter
+        return self
+
     def _check_fit_inputs(self, X, Y, grouping_vector) -> np.ndarray:
         """The sample labels as an array, after checking that the inputs fit together."""
         if grouping_vector is None:
@@ -268,7 +275,12 @@ class SampleVarianceEstimator:
         if not self._shared_prior():
             return self.group_means(X, K)
         K = kernel_matrix(self.cov_func_, X, self.landmarks_) if K is None else K
-        return np.stack(replicate_predictions(list(self._fits.values()), K)[1])
+        return np.stack(replicate_predictions(list(self._fits.values()), K,
+                                              keep=self._at_landmarks(X))[1])
+
+    def _at_landmarks(self, X) -> bool:
+        """Whether ``X`` are the landmarks, where the distances (and every null refit) look."""
+        return X.shape == self.landmarks_.shape and np.array_equal(X, self.landmarks_)
 
     def low_rank_factor(self, X: np.ndarray, K: np.ndarray | None = None) -> np.ndarray:
         """``B`` of shape (G, n, K) with ``B[g] @ B[g].T`` the covariance over ``X`` of gene g."""
@@ -281,7 +293,8 @@ class SampleVarianceEstimator:
         self._check_fitted()
         K = kernel_matrix(self.cov_func_, X, self.landmarks_) if K is None else K
         if self._shared_prior():
-            common, parts = replicate_predictions(list(self._fits.values()), K, variance=True)
+            common, parts = replicate_predictions(list(self._fits.values()), K, variance=True,
+                                                  keep=self._at_landmarks(np.asarray(X)))
             total = np.zeros((K.shape[0], parts[0].shape[1]))
             for part in parts:
                 part += common

@@ -194,3 +194,37 @@ print(before == after, K.dtype, jax.numpy.ones(1).dtype)
 
 def test_jax_backend_changes_no_global_jax_setting():
     assert _run(_NO_GLOBAL_CHANGE) == ["True", "float64", "float32"]
+
+
+@pytest.mark.parametrize("with_samples", [False, True], ids=["cells", "samples"])
+def test_null_refits_equal_numpy(with_samples):
+    """The null's shared refits (kept device blocks, their columns) give numpy's distances."""
+    from kompot.models.null import label_partitions
+    from kompot.models.null_refits import null_refits
+    from kompot.models.replicate_prior import replicate_distances
+
+    adata = kompot.datasets.toy(n_cells=300, n_genes=12, n_de_genes=4, n_samples=4, seed=2)
+    X = np.asarray(adata.obsm["DM_EigenVectors"], np.float64)
+    t = (adata.obs["condition"] == "treated").to_numpy()
+    order = np.r_[np.flatnonzero(~t), np.flatnonzero(t)]
+    X, t, Y = X[order], t[order], np.asarray(adata.X, np.float64)[order]
+    samples = adata.obs["sample"].astype(str).to_numpy()[order]
+    samples[:20] = "small"  # fitted in the space of its cells (fewer than 40 landmarks)
+    reps = dict(condition1_sample_indices=samples[~t], condition2_sample_indices=samples[t]) \
+        if with_samples else {}
+    de_kwargs = dict(n_landmarks=40, random_state=0)
+    real = kompot.DifferentialExpression(**de_kwargs).fit(X[~t], Y[~t], X[t], Y[t], ls=1.0,
+                                                         **reps)
+    fit_kwargs = dict(ls=1.0, landmarks=real.landmarks_, mean_weights=real.prior_mean_weights_,
+                      variance_mean_weights=real.prior_variance_weights_)
+    s = (samples[~t], samples[t]) if with_samples else (None, None)
+    partitions = label_partitions(int((~t).sum()), len(X), *s, 2, np.random.default_rng(0))
+
+    def run():
+        refits = null_refits(X, Y, samples if with_samples else None, de_kwargs, fit_kwargs,
+                             np.arange(12))
+        return np.concatenate([replicate_distances(refits.fit(mask, s1, s2, np.arange(12)), None)
+                               for mask, s1, s2 in partitions])
+
+    ref, got = _both(run)
+    np.testing.assert_allclose(got, ref, rtol=RTOL, atol=0)

@@ -60,3 +60,20 @@ def test_cell_space_fits_and_cache_equal_the_landmark_space_fits(arrays, monkeyp
         else:
             np.testing.assert_allclose(fast[name], want, rtol=1e-6 if want.dtype == np.float32
                                        else 1e-8, atol=1e-12, err_msg=name)
+
+
+def test_a_sample_keeps_its_product_with_the_landmarks_kernel_only_for_equal_points():
+    from kompot.core.function_gp import landmark_cholesky
+    from kompot.core.kernel import kernel_matrix, matern52
+    from kompot.core.replicate_fits import replicate_basis
+
+    rng = np.random.default_rng(0)
+    U, X = rng.normal(size=(12, 3)), rng.normal(size=(8, 3))
+    cov = matern52(1.5)
+    basis = replicate_basis(kernel_matrix(cov, X, U), landmark_cholesky(U, cov, 1e-6), 1.0)
+    K_u, K_other = kernel_matrix(cov, U, U), kernel_matrix(cov, U[::-1], U)
+    kept = basis.times_T(K_u, keep=True)
+    np.testing.assert_array_equal(kept, K_u @ basis.T)
+    assert basis.times_T(K_u.copy()) is kept  # equal points: the kept product
+    np.testing.assert_array_equal(basis.times_T(K_other), K_other @ basis.T)  # others: computed
+    assert basis.times_T(K_u) is kept  # and not replaced without keep

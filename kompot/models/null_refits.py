@@ -1,0 +1,304 @@
+"""The permutation null's refits, from what all permutations share.
+
+Every permutation of the DE null (:func:`~kompot.models.gene_blocks.fit_gene_block`,
+:func:`~kompot.models.null.expression_null_distances`) refits both
+conditions -- and, with replicates, every sample -- on the same cells, with
+the same landmarks, length scale and pooled prior; only the labels differ.
+:class:`NullRefits` computes once what does not depend on the labels: the
+whitened kernel of every cell (:class:`~kompot.core.cell_basis.CellBasis`),
+the sums ``A A^T`` and ``A Y`` over all cells or over each sample, and each
+sample's own factor and leverages. A permutation then needs no kernel, no
+whitening solve and no first pass over the cells:
+
+* whole samples are reassigned, so a condition's sums are the sum of its
+  samples' sums, and a sample with more cells than landmarks keeps its own
+  system ``I + A A^T / sigma^2`` in every permutation (only its prior mean,
+  its condition's fit, changes);
+* cells permuted one by one: the sums of the smaller condition are taken
+  over its cells, the other condition's are the total minus them.
+
+Only the empirical-variance pass, whose squared residuals depend on each
+fit, still visits the cells, once for both a condition and its samples.
+The fits equal those of :meth:`DifferentialExpression.fit` up to the order
+of summation (``tests/models/test_null_refits.py``); refits this does not
+cover (covariates, predictors given, a condition with fewer than two
+samples, ...) are left to :meth:`DifferentialExpression.fit`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._settings import settings
+from ..core.blocks import block_slices
+from ..core.cell_basis import CellBasis, columns
+from ..core.cell_rows import CellRows, dense_rows, take_genes, take_rows
+from ..core.function_gp import (
+    _gram_and_products,
+    _smoothed_squared_residuals,
+    fit_from_sums,
+    landmark_cholesky,
+    leverages,
+    set_empirical_variance,
+)
+from ..core.kernel import matern52
+from ..core.linalg import safe_cholesky
+from ..core.replicate_fits import ReplicateBases, fit_replicate, uses_cell_space
+from .differential_expression import DifferentialExpression
+from .sample_variance import SampleVarianceEstimator
+
+# Share of kompot.settings.memory_budget that the kept whitened kernel and
+# the samples' sums may take (a gene block's data take GENE_BLOCK_SHARE).
+NULL_CACHE_SHARE = 0.25
+# Cells a sample needs to enter the sample variance (SampleVarianceEstimator.fit's default).
+MIN_SAMPLE_CELLS = 2
+_DE_KWARGS = {"n_landmarks", "use_empirical_variance", "random_state", "batch_size", "eps",
+              "use_sample_variance"}
+_FIT_KWARGS = {"sigma", "ls", "ls_factor", "landmarks", "allow_single_condition_variance",
+               "mean_weights", "variance_mean_weights", "jitter"}
+
+
+def null_refits(X, Y, samples, de_kwargs: dict, fit_kwargs: dict, genes: np.ndarray,
+                bases: ReplicateBases | None = None):
+    """:class:`NullRefits` of the pooled cells, or ``None`` where refits need the general path.
+
+    ``X``, ``Y`` and ``samples`` (a label per cell, or ``None``) are the
+    pooled cells in the order the permutations' masks refer to; ``genes``
+    (sorted) every gene that some permutation refits; ``bases`` the cache of
+    the cell-space samples' factors (shared with refits of the general path).
+    The shortcut needs the
+    real run's landmarks, length scale and pooled prior weights in
+    ``fit_kwargs``, the empirical variance on, and no other options.
+    """
+    if set(de_kwargs) - _DE_KWARGS or set(fit_kwargs) - _FIT_KWARGS:
+        return None
+    if not de_kwargs.get("use_empirical_variance", True):
+        return None
+    needed = ("landmarks", "ls", "mean_weights", "variance_mean_weights")
+    if any(fit_kwargs.get(name) is None for name in needed):
+        return None
+    wanted = de_kwargs.get("use_sample_variance")
+    if wanted is False:
+        samples = None
+    elif samples is None and wanted:
+        return None  # DifferentialExpression.fit explains what is missing
+    if samples is not None and np.unique(samples, return_counts=True)[1].min() < MIN_SAMPLE_CELLS:
+        return None  # the general path skips those samples, with a warning
+    return NullRefits(X, Y, samples, de_kwargs, fit_kwargs, genes, bases)
+
+
+class NullRefits:
+    """Refits of fixed pooled cells under permuted labels; see the module docstring.
+
+    Build it with :func:`null_refits`; :meth:`fit` gives a permutation's
+    fitted :class:`DifferentialExpression`.
+    """
+
+    def __init__(self, X, Y, samples, de_kwargs, fit_kwargs, genes, bases=None):
+        self.de_kwargs = dict(de_kwargs)
+        self.sigma = float(fit_kwargs.get("sigma", 1.0))
+        self.jitter = fit_kwargs.get("jitter", 1e-6)
+        self.landmarks = np.asarray(fit_kwargs["landmarks"], np.float64)
+        self.ls = float(fit_kwargs["ls"])
+        self.cov_func = matern52(self.ls)
+        self.Lp = landmark_cholesky(self.landmarks, self.cov_func, self.jitter)
+        self.mean_weights = np.asarray(fit_kwargs["mean_weights"], np.float64)
+        self.variance_mean_weights = np.asarray(fit_kwargs["variance_mean_weights"], np.float64)
+        self.genes = np.asarray(genes)
+        self.X, self.Y = np.asarray(X, np.float64), take_genes(Y, self.genes)
+        # Cell-space samples' factors, as the general path keeps them.
+        self.bases = ReplicateBases() if bases is None else bases
+        self._h: dict[int, np.ndarray] = {}  # leverages of landmark-space samples' blocks
+        budget = int(settings.memory_budget * NULL_CACHE_SHARE)
+        batch = max(int(self.de_kwargs.get("batch_size", 500)), 2000)
+        if samples is None:
+            self.labels = self.codes = None
+            blocks = _chunks(_reading_order(Y, X.shape[0]), batch)
+            self.block_unit = np.zeros(len(blocks), int)
+        else:
+            self.labels, self.codes = np.unique(np.asarray(samples), return_inverse=True)
+            self.codes = self.codes.reshape(-1)
+            blocks, units = self._sample_blocks(_reading_order(Y, X.shape[0]), batch)
+            self.block_unit = np.asarray(units)
+        self.basis = CellBasis(self.X, self.landmarks, self.cov_func, self.Lp, blocks, budget)
+        self._first_pass(budget)
+
+    # ------------------------------------------------------------ set-up
+    def _sample_blocks(self, order, batch):
+        """Blocks of cells that never straddle two samples, the samples in label order."""
+        blocks, units = [], []
+        self.unit_rows = []
+        for k in range(len(self.labels)):
+            rows = order[self.codes[order] == k]
+            self.unit_rows.append(rows)
+            for chunk in _chunks(rows, batch):
+                blocks.append(chunk)
+                units.append(k)
+        return blocks, units
+
+    def _first_pass(self, budget: int) -> None:
+        """Every unit's (sample's, or all cells') ``A A^T`` and ``A Y``, and the samples' own factors."""
+        m, n_units = self.landmarks.shape[0], int(self.block_unit.max()) + 1
+        self.AAt = [np.zeros((m, m)) for _ in range(n_units)]
+        AY = [np.zeros((m, self.Y.shape[1])) for _ in range(n_units)]
+        for b, rows in enumerate(self.basis.blocks):
+            gram, products = _gram_and_products(self.basis.whitened(b), dense_rows(self.Y, rows))
+            self.AAt[self.block_unit[b]] += gram
+            AY[self.block_unit[b]] += products
+        room = budget - self.basis.kept_bytes
+        self.AY = []
+        for k in range(n_units):  # kept while they fit, else recomputed in each permutation
+            keep = self.codes is None or AY[k].nbytes <= room
+            room -= AY[k].nbytes if keep else 0
+            self.AY.append(AY[k] if keep else None)
+        self.n_cells = np.bincount(self.block_unit, [len(r) for r in self.basis.blocks])
+        m_space = [self.codes is not None and not uses_cell_space(int(c), m) for c in self.n_cells]
+        self.LB = [safe_cholesky(np.eye(m) + self.AAt[k] / self.sigma**2,
+                                 what="expression GP system") if m_space[k] else None
+                   for k in range(n_units)]
+
+    # -------------------------------------------------------------- refit
+    def fit(self, mask: np.ndarray, samples1, samples2, genes: np.ndarray):
+        """Both conditions fitted with condition 1 the cells of ``mask``, to ``genes``.
+
+        ``genes`` (sorted) index the genes of ``Y``; ``samples1``/``samples2``
+        are the permutation's sample labels (``None`` when it permutes cells).
+        Returns a fitted :class:`DifferentialExpression`, or ``None`` when this
+        permutation needs the general path.
+        """
+        pos = np.searchsorted(self.genes, genes)
+        Y = take_genes(self.Y, pos)
+        priors = (self.mean_weights[:, genes], self.variance_mean_weights[:, genes])
+        if self.codes is None:
+            return self._fit_cells(np.asarray(mask, bool), pos, Y, priors)
+        if samples1 is None or samples2 is None:
+            return None
+        return self._fit_samples(np.asarray(mask, bool), pos, Y, priors)
+
+    def _from_sums(self, AAt, AY, mean_weights, n_obs, LB=None):
+        return fit_from_sums(AAt, AY, self.landmarks, self.cov_func, self.Lp, sigma=self.sigma,
+                             mu=0.0, mean_weights=mean_weights, n_obs=n_obs, LB=LB)
+
+    def _fit_cells(self, mask, pos, Y, priors):
+        """Cells permuted one by one: the smaller condition's sums from its cells, the other's as the rest."""
+        small = mask if mask.sum() <= (~mask).sum() else ~mask
+        AAt, AY = self._group_sums(small, Y)
+        rest = (self.AAt[0] - AAt, self.AY[0][:, pos] - AY)
+        sums = ((AAt, AY), rest) if small is mask else (rest, (AAt, AY))
+        fits = [self._from_sums(a, y, priors[0], int(c.sum()))
+                for (a, y), c in zip(sums, (mask, ~mask), strict=True)]
+        smoothed = [np.zeros(f.weights.shape) for f in fits]
+        whitened_weights = [self.Lp.T @ f.weights for f in fits]
+        for b, rows in enumerate(self.basis.blocks):
+            A, R = self.basis.whitened(b), dense_rows(Y, rows)
+            for c, in_c in enumerate((mask[rows], ~mask[rows])):
+                sel = np.flatnonzero(in_c)
+                if sel.size:
+                    smoothed[c] += _smoothed_squared_residuals(
+                        columns(A, sel), fits[c].LB, whitened_weights[c], R[sel], self.sigma)
+        for fit, AR2, (a, _) in zip(fits, smoothed, sums, strict=True):
+            set_empirical_variance(fit, AR2, a, priors[1])
+        return self._assembled(fits, (None, None), False, priors)
+
+    def _group_sums(self, mask, Y):
+        """``A A^T`` and ``A Y`` over the cells of ``mask``."""
+        m = self.landmarks.shape[0]
+        AAt, AY = np.zeros((m, m)), np.zeros((m, Y.shape[1]))
+        for b, rows in enumerate(self.basis.blocks):
+            sel = np.flatnonzero(mask[rows])
+            if sel.size:
+                gram, products = _gram_and_products(columns(self.basis.whitened(b), sel),
+                                                    dense_rows(Y, rows[sel]))
+                AAt += gram
+                AY += products
+        return AAt, AY
+
+    def _fit_samples(self, mask, pos, Y, priors):
+        """Whole samples reassigned: every sum is a sum of the samples' own."""
+        units = (np.unique(self.codes[mask]), np.unique(self.codes[~mask]))
+        if np.intersect1d(*units).size or min(len(u) for u in units) < 2:
+            return None  # not whole samples, or too few: the general path decides
+        AY = [self._unit_products(k, pos, Y) for k in range(len(self.labels))]
+        fits, grams, sample_fits = [], [], []
+        for in_c in units:
+            grams.append(sum(self.AAt[k] for k in in_c))
+            fit = self._from_sums(grams[-1], sum(AY[k] for k in in_c), priors[0],
+                                  int(self.n_cells[in_c].sum()))
+            fits.append(fit)
+            sample_fits.append({k: self._from_sums(self.AAt[k], AY[k], fit.weights,
+                                                   int(self.n_cells[k]), self.LB[k])
+                                for k in in_c if self.LB[k] is not None})
+        self._smooth_samples(mask, Y, fits, grams, sample_fits, priors[1])
+        estimators = [self._estimator(Y, fit, in_c, own)
+                      for fit, in_c, own in zip(fits, units, sample_fits, strict=True)]
+        return self._assembled(fits, estimators, True, priors)
+
+    def _unit_products(self, k: int, pos, Y) -> np.ndarray:
+        """Sample ``k``'s ``A Y`` of these genes: kept, or computed from its cells."""
+        if self.AY[k] is not None:
+            return self.AY[k][:, pos]
+        total = 0.0
+        for b in np.flatnonzero(self.block_unit == k):
+            total = total + _gram_and_products(self.basis.whitened(b),
+                                               dense_rows(Y, self.basis.blocks[b]))[1]
+        return total
+
+    def _smooth_samples(self, mask, Y, fits, grams, sample_fits, variance_prior) -> None:
+        """The empirical-variance pass of both conditions and their landmark-space samples, together."""
+        smoothed = [np.zeros(f.weights.shape) for f in fits]
+        own = [{k: np.zeros(f.weights.shape) for k, f in s.items()} for s in sample_fits]
+        ww = [self.Lp.T @ f.weights for f in fits]
+        own_ww = [{k: self.Lp.T @ f.weights for k, f in s.items()} for s in sample_fits]
+        for b, rows in enumerate(self.basis.blocks):
+            k, c = self.block_unit[b], 0 if mask[rows[0]] else 1
+            A, R = self.basis.whitened(b), dense_rows(Y, rows)
+            smoothed[c] += _smoothed_squared_residuals(A, fits[c].LB, ww[c], R, self.sigma)
+            if k in own[c]:
+                own[c][k] += _smoothed_squared_residuals(A, self.LB[k], own_ww[c][k], R,
+                                                         self.sigma, self._leverages(b, A))
+        for c, fit in enumerate(fits):
+            set_empirical_variance(fit, smoothed[c], grams[c], variance_prior)
+            for k, f in sample_fits[c].items():
+                set_empirical_variance(f, own[c][k], self.AAt[k], fit.variance_weights)
+
+    def _leverages(self, b: int, A):
+        """Block ``b``'s leverages in its sample's own fit (the same in every permutation)."""
+        if self.basis.on_device:
+            return None  # computed on the device with the residuals
+        if b not in self._h:
+            self._h[b] = leverages(A, self.LB[self.block_unit[b]], self.sigma)
+        return self._h[b]
+
+    def _estimator(self, Y, fit, in_c, own: dict) -> SampleVarianceEstimator:
+        """The condition's sample variance: its samples' fits, in label order."""
+        fits = {}
+        for k in in_c:
+            if k in own:
+                fits[self.labels[k]] = own[k]
+                continue
+            rows = self.unit_rows[k]  # a cell-space fit, as SampleVarianceEstimator makes it
+            fits[self.labels[k]] = fit_replicate(
+                self.X[rows], take_rows(Y, rows), self.landmarks, self.cov_func, self.Lp,
+                sigma=self.sigma, mu=0.0, mean_weights=fit.weights,
+                variance_mean_weights=fit.variance_weights, obs_variance=True,
+                bases=self.bases, label=self.labels[k])
+        eps = self.de_kwargs.get("eps", 1e-8)
+        return SampleVarianceEstimator(eps=eps, estimator_type="function")._adopt(
+            fits, self.landmarks, self.cov_func, self.jitter)
+
+    def _assembled(self, fits, estimators, use_samples: bool, priors) -> DifferentialExpression:
+        de = DifferentialExpression(**self.de_kwargs)
+        models = [de._new_model(i, use_samples)._adopt(fit, self.ls, self.jitter, estimator)
+                  for i, (fit, estimator) in enumerate(zip(fits, estimators, strict=True), 1)]
+        return de._adopt(*models, self.landmarks, use_samples, *priors)
+
+
+def _reading_order(Y, n: int) -> np.ndarray:
+    """The cells in the order their expression is read fastest (storage order on disk)."""
+    if isinstance(Y, CellRows) and not Y.in_memory:
+        return Y.storage_order()
+    return np.arange(n)
+
+
+def _chunks(rows: np.ndarray, size: int) -> list[np.ndarray]:
+    return [rows[s] for s in block_slices(len(rows), size)]

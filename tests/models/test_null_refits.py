@@ -1,0 +1,183 @@
+"""The null's shared refits (:mod:`kompot.models.null_refits`) equal refits from the cells.
+
+The reference refits each permutation the way the null did before the
+shortcut: a fresh :class:`DifferentialExpression` fitted to the permuted
+cells (pooled prior, landmarks and length scale of the real run), its
+distances moderated by the real run's replicate prior.
+"""
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+import kompot
+from kompot import DifferentialExpression
+from kompot.core.cell_rows import CellRows
+from kompot.models import gene_blocks, run_differential_expression
+from kompot.models.null import label_partitions
+from kompot.models.null_refits import null_refits
+from kompot.models.replicate_prior import learn_replicate_prior, replicate_distances
+
+DE_KWARGS = dict(n_landmarks=30, random_state=0, batch_size=500)
+
+
+@pytest.fixture(scope="module")
+def data():
+    adata = kompot.datasets.toy(n_cells=360, n_genes=16, n_de_genes=4, n_samples=3, seed=3)
+    X = np.asarray(adata.obsm["DM_EigenVectors"], np.float64)
+    treated = (adata.obs["condition"] == "treated").to_numpy()
+    samples = adata.obs["sample"].astype(str).to_numpy()
+    # Samples of unequal sizes: some below the 30 landmarks (fitted in the
+    # space of their cells), some above (fitted on the landmarks).
+    small = np.flatnonzero(samples == samples[0])[20:]
+    samples[small[: len(small) // 2]] = "tiny"
+    order = np.r_[np.flatnonzero(~treated), np.flatnonzero(treated)]
+    return X[order], treated[order], np.asarray(adata.X, np.float64)[order], samples[order]
+
+
+def _real_fit(data, with_samples):
+    X, treated, Y, samples = data
+    kwargs = {}
+    if with_samples:
+        kwargs = dict(condition1_sample_indices=samples[~treated],
+                      condition2_sample_indices=samples[treated])
+    de = DifferentialExpression(**DE_KWARGS).fit(X[~treated], Y[~treated], X[treated],
+                                                Y[treated], ls=0.8, **kwargs)
+    fit_kwargs = dict(sigma=1.0, ls=0.8, landmarks=de.landmarks_,
+                      mean_weights=de.prior_mean_weights_,
+                      variance_mean_weights=de.prior_variance_weights_)
+    return de, fit_kwargs
+
+
+def _reference(data, fit_kwargs, mask, genes, with_samples, prior):
+    """A permutation refitted from its cells, as the null did before the shortcut."""
+    X, _, Y, samples = data
+    kwargs = {**fit_kwargs, **{k: fit_kwargs[k][:, genes]
+                               for k in ("mean_weights", "variance_mean_weights")}}
+    if with_samples:
+        kwargs.update(condition1_sample_indices=samples[mask],
+                      condition2_sample_indices=samples[~mask])
+    de = DifferentialExpression(**DE_KWARGS).fit(X[mask], Y[mask][:, genes], X[~mask],
+                                                Y[~mask][:, genes], **kwargs)
+    return de, replicate_distances(de, prior)
+
+
+def _partitions(data, with_samples, n=3):
+    X, treated, _, samples = data
+    rng = np.random.default_rng(1)
+    s = (samples[~treated], samples[treated]) if with_samples else (None, None)
+    return label_partitions(int((~treated).sum()), len(X), *s, n, rng)
+
+
+def _check_equal(de, distances, want_de, want):
+    np.testing.assert_allclose(distances, want, rtol=1e-10, atol=1e-12)
+    for got_model, want_model in ((de.model1_, want_de.model1_), (de.model2_, want_de.model2_)):
+        for name in ("weights", "variance_weights"):
+            np.testing.assert_allclose(getattr(got_model._fit, name),
+                                       getattr(want_model._fit, name), rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("storage", ["dense", "cell rows"])
+@pytest.mark.parametrize("with_samples", [False, True], ids=["cells", "samples"])
+def test_shared_refits_equal_refits_from_cells(data, with_samples, storage):
+    X, treated, Y, samples = data
+    real, fit_kwargs = _real_fit(data, with_samples)
+    prior = learn_replicate_prior(real) if with_samples else None
+    genes_per_permutation = [np.arange(16), np.arange(0, 16, 2), np.array([1, 5, 7, 14])]
+    stored = Y if storage == "dense" else CellRows(sparse.csr_matrix(Y))
+    refits = null_refits(X, stored, samples if with_samples else None, DE_KWARGS, fit_kwargs,
+                         np.arange(16))
+    assert refits is not None
+    for (mask, s1, s2), genes in zip(_partitions(data, with_samples), genes_per_permutation,
+                                     strict=True):
+        de = refits.fit(mask, s1, s2, genes)
+        want_de, want = _reference(data, fit_kwargs, mask, genes, with_samples, prior)
+        _check_equal(de, replicate_distances(de, prior), want_de, want)
+        if with_samples:  # the same samples, with the same fits
+            for got_m, want_m in ((de.model1_, want_de.model1_), (de.model2_, want_de.model2_)):
+                got_v, want_v = got_m.variance_estimator, want_m.variance_estimator
+                assert list(got_v._fits) == list(want_v._fits)
+                np.testing.assert_allclose(got_v.low_rank_factor(X[:40]),
+                                           want_v.low_rank_factor(X[:40]), rtol=1e-8, atol=1e-11)
+
+
+def test_blocks_beyond_the_memory_budget_are_recomputed(data, monkeypatch):
+    """With no room to keep the whitened kernel or the samples' sums, the refits are the same."""
+    X, treated, Y, samples = data
+    real, fit_kwargs = _real_fit(data, True)
+    mask, s1, s2 = _partitions(data, True, n=1)[0]
+    genes = np.arange(16)
+    roomy = null_refits(X, Y, samples, DE_KWARGS, fit_kwargs, genes)
+    monkeypatch.setattr(kompot.settings, "memory_budget", 2**10)
+    tight = null_refits(X, Y, samples, DE_KWARGS, fit_kwargs, genes)
+    assert roomy.basis.kept_bytes > 0 and tight.basis.kept_bytes == 0
+    assert all(a is not None for a in roomy.AY) and all(a is None for a in tight.AY)
+    a = replicate_distances(roomy.fit(mask, s1, s2, genes), None)
+    b = replicate_distances(tight.fit(mask, s1, s2, genes), None)
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_refits_it_cannot_share_are_left_to_the_general_path(data):
+    X, treated, Y, samples = data
+    _, fit_kwargs = _real_fit(data, True)
+    genes = np.arange(16)
+    assert null_refits(X, Y, samples, {**DE_KWARGS, "use_empirical_variance": False},
+                       fit_kwargs, genes) is None
+    assert null_refits(X, Y, samples, DE_KWARGS, {**fit_kwargs, "mu": 1.0}, genes) is None
+    assert null_refits(X, Y, samples, DE_KWARGS, {**fit_kwargs, "mean_weights": None},
+                       genes) is None
+    one_cell = samples.copy()
+    one_cell[0] = "alone"  # the general path skips it, with a warning
+    assert null_refits(X, Y, one_cell, DE_KWARGS, fit_kwargs, genes) is None
+    refits = null_refits(X, Y, samples, DE_KWARGS, fit_kwargs, genes)
+    mask = np.isin(samples, np.unique(samples[~treated])[:1])  # one sample against the rest
+    assert refits.fit(mask, samples[mask], samples[~mask], genes) is None
+    split = ~treated & (np.arange(len(X)) % 2 == 0)  # samples split across the conditions
+    assert refits.fit(split, samples[split], samples[~split], genes) is None
+
+
+@pytest.mark.parametrize("with_samples", [False, True], ids=["cells", "samples"])
+def test_analysis_null_equals_refits_from_cells(data, with_samples, monkeypatch):
+    """End to end: the analysis' pooled null with the shortcut equals the general path's."""
+    X, treated, Y, samples = data
+    nulls = []
+    pooled_null = gene_blocks.pooled_null
+    monkeypatch.setattr(gene_blocks, "pooled_null",
+                        lambda parts, rescale: nulls.append(pooled_null(parts, rescale)) or nulls[-1])
+    kwargs = {}
+    if with_samples:
+        kwargs = dict(condition1_sample_indices=samples[~treated],
+                      condition2_sample_indices=samples[treated])
+
+    def run():
+        return run_differential_expression(X, ~treated, treated, Y[~treated], Y[treated],
+                                           n_landmarks=30, n_permutations=2, n_null_genes=10,
+                                           layers=False, client=False, **kwargs)
+
+    shared = run()
+    used = []
+    real_refits = gene_blocks.null_refits
+    monkeypatch.setattr(gene_blocks, "null_refits",
+                        lambda *a, **k: used.append(real_refits(*a, **k)) and None)
+    general = run()
+    assert used and used[0] is not None  # the shortcut applied, and was switched off
+    np.testing.assert_allclose(nulls[0], nulls[1], rtol=1e-10)
+    np.testing.assert_allclose(shared.values["pvalue"], general.values["pvalue"], rtol=1e-10)
+
+
+def test_expression_null_distances_equal_refits_from_cells(data, monkeypatch):
+    from kompot.models import null
+
+    X, treated, Y, samples = data
+    _, fit_kwargs = _real_fit(data, True)
+
+    def distances():
+        return null.expression_null_distances(
+            X[~treated], Y[~treated], X[treated], Y[treated], n_permutations=2,
+            n_null_genes=12, condition1_sample_indices=samples[~treated],
+            condition2_sample_indices=samples[treated], de_kwargs=DE_KWARGS,
+            fit_kwargs=fit_kwargs)
+
+    shared = distances()
+    monkeypatch.setattr(null, "null_refits", lambda *args, **kwargs: None)
+    np.testing.assert_allclose(shared, distances(), rtol=1e-10)
