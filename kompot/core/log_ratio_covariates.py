@@ -109,10 +109,12 @@ def covariate_jackknife(
 
     Each refit drops one sample's cells, moves the offset to the remaining
     condition sizes and centres ``Z`` over the remaining cells, as the fit
-    on those cells would. Unlike :func:`~kompot.core.log_ratio.sample_jackknife`
-    these are full Newton refits (warm-started at ``fit``): leaving out a
-    condition's only sample in a covariate level moves that level's effect
-    far, where a two-step approximation is poor.
+    on those cells would. A level of the indicator columns (a combination of
+    categories) that is left with cells of one condition only says nothing
+    about the condition within it (its effect would grow without bound), so
+    its cells are left out of that refit too. Unlike
+    :func:`~kompot.core.log_ratio.sample_jackknife` these are full Newton
+    refits (warm-started at ``fit``).
     """
     y = np.asarray(y, np.float64)
     labels, codes = np.unique(np.asarray(sample_codes), return_inverse=True)
@@ -122,9 +124,10 @@ def covariate_jackknife(
         raise ValueError("A sample holds cells of both conditions; samples must be nested in them.")
     cond = np.zeros(K, dtype=int)
     cond[codes[y > 0]] = 1
+    levels = indicator_levels(Z)
     shifts = np.full((fit.w.size, K), np.nan)
     for k in range(K):
-        keep = codes != k
+        keep = _informative(codes != k, levels, y)
         yk = y[keep]
         n2k = float(yk.sum())
         n1k = float(yk.size - n2k)
@@ -135,3 +138,20 @@ def covariate_jackknife(
             n_landmarks=n_landmarks, prior_sd=prior_sd, keep=keep, w0=fit.w, tol=tol)
         shifts[:, k] = refit.w - fit.w
     return Jackknife(shifts=shifts, condition=cond, samples=labels)
+
+
+def indicator_levels(Z: np.ndarray) -> np.ndarray:
+    """Code of each cell's combination of the 0/1 columns of ``Z`` (all 0 without such columns)."""
+    Z = np.asarray(Z, np.float64)
+    binary = np.all((Z == 0) | (Z == 1), axis=0)
+    if not binary.any():
+        return np.zeros(len(Z), dtype=int)
+    return np.unique(Z[:, binary], axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def _informative(keep: np.ndarray, levels: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``keep`` without the cells of levels that hold one condition only among the kept."""
+    n = levels.max() + 1
+    with_2 = np.bincount(levels[keep & (y > 0)], minlength=n) > 0
+    with_1 = np.bincount(levels[keep & (y == 0)], minlength=n) > 0
+    return keep & (with_1 & with_2)[levels]

@@ -97,6 +97,25 @@ def test_jackknife_matches_dense_refits_with_recentred_covariates():
     assert np.all(var > 0)
 
 
+def test_a_level_left_with_one_condition_is_left_out_of_the_refit():
+    L, Z, y = _problem(5, n=300)
+    Z = Z[:, :2]  # the 3-level batch only
+    level = Z @ np.array([1, 2])
+    # Condition 1 has samples 0, 1 (level 0 and 1 only) and 2 (the only one with level 2).
+    samples = np.where(y > 0, 10 + np.arange(y.size) % 3, np.where(level == 2, 2, level % 2))
+    m, a, s = L.shape[1], 0.8, 3.0
+    fit = fit_log_ratio_covariates(_blocks(L), y, Z, amplitude=a, offset=0.1, n_landmarks=m,
+                                   prior_sd=s, tol=1e-20)
+    jk = covariate_jackknife(_blocks(L), y, Z, samples, fit, n_landmarks=m, prior_sd=s,
+                             tol=1e-20)
+    k = list(jk.samples).index(2)
+    keep = (samples != 2) & (level != 2)  # level 2 keeps condition 2 only: uninformative
+    yk = y[keep]
+    full, _, _ = _dense_fit(L, Z, y, a, 0.1, s)
+    theta, _, _ = _dense_fit(L[keep], Z[keep], yk, a, np.log(yk.sum() / (1 - yk).sum()), s)
+    np.testing.assert_allclose(jk.shifts[:m, k], theta[:m] - full[:m], atol=1e-7)
+
+
 def test_a_condition_only_sample_in_a_level_leaves_nan_shifts_only_when_alone():
     L, Z, y = _problem(4, n=200)
     samples = np.where(y > 0, 1, 0)  # one sample per condition: nothing can be left out
