@@ -19,7 +19,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-__all__ = ["toy", "with_batch_effect"]
+__all__ = ["toy", "with_batch_abundance", "with_batch_effect"]
 
 CONDITIONS = ("control", "treated")
 
@@ -54,6 +54,9 @@ Region = tuple[tuple[float, float], float, float]
 _ENRICHED: Region = ((3.8, 1.44), 0.15, 0.4)
 _DEPLETED: Region = ((3.6, -1.28), 0.35, 0.65)
 _DE_REGION: Region = ((1.4, 0.0), 0.35, 0.65)
+# Where with_batch_abundance makes batch B relatively richer: the start of the trunk,
+# away from both planted abundance regions.
+_BATCH_REGION: Region = ((0.5, 0.0), 0.45, 0.75)
 
 # Smooth basis on the latent plane: expression programmes and sample effects.
 _BASIS_WIDTH = 0.5
@@ -570,6 +573,64 @@ def with_batch_effect(
     out.X = np.log1p(counts * (_TARGET_SUM / np.maximum(totals, 1))).astype(np.float32)
     out.obs["batch"] = pd.Categorical(batch, categories=["A", "B"])
     out.var["is_batch_gene"] = np.isin(np.arange(out.n_vars), genes)
+    return out
+
+
+def with_batch_abundance(adata: ad.AnnData, *, strength: float = 3.0,
+                         seed: int = 0) -> ad.AnnData:
+    """A subset of :func:`toy` data with a batch that shifts the cell-state composition.
+
+    The samples fall into batches ``"A"`` and ``"B"`` as in
+    :func:`with_batch_effect`, partly confounded with the condition (with
+    3 samples per condition, control has 2 samples in ``A`` and 1 in ``B``,
+    treated 1 in ``A`` and 2 in ``B``; with 4, 3 + 1 and 1 + 3). Cells are
+    then removed at random so that batch ``B`` is relatively richer at the
+    start of the trunk, a region away from the planted abundance changes:
+    with ``w`` rising from 0 at the region's edge to 1 in its core, a cell
+    of batch ``A`` is kept with probability ``exp(-strength * w / 2)``, one
+    of batch ``B`` with ``exp(-strength * (1 - w) / 2)``. So in the region's
+    core batch ``B`` has ``exp(strength)`` times the relative abundance of
+    batch ``A``, in both conditions alike. Within a batch the conditions'
+    log density ratio is still the planted one (up to a constant), but
+    pooled over the batches the treated condition, which holds more of
+    batch ``B``, looks enriched in the region (at most by the ratio of its
+    share of batch ``B`` samples to control's, ``log 2`` or ``log 3``
+    above): a false differential abundance that a model with the batch as a
+    covariate should not report.
+
+    Parameters
+    ----------
+    adata
+        Data made by :func:`toy`.
+    strength
+        Natural log of the relative abundance of batch ``B`` over ``A`` in
+        the region's core (>= 0; 0 removes no cells).
+    seed
+        Seed of the removal.
+
+    Returns
+    -------
+    A new AnnData of the kept cells (in their order) with ``obs["batch"]``
+    and ``obs["batch_region"]`` (inside the region, weight at least 0.5)
+    added; ``uns["batch_abundance"]`` records ``strength`` and ``seed``.
+    ``obs["true_log_density_ratio"]`` and ``obs["da_region"]`` keep the
+    planted condition effect, which the batch does not change. The input is
+    not modified.
+    """
+    if "toy_params" not in adata.uns or "X_umap" not in adata.obsm:
+        raise ValueError("with_batch_abundance expects data made by kompot.datasets.toy().")
+    strength = _check_finite(strength, "strength")
+    if strength < 0:
+        raise ValueError(f"`strength` must be >= 0, got {strength}.")
+    rng = np.random.default_rng(_check_int(seed, "seed", 0))
+    batch = _batch_of_samples(adata.obs)
+    weight = _region_weight(np.asarray(adata.obsm["X_umap"]), _BATCH_REGION)
+    thinning = np.where(batch == "A", weight, 1.0 - weight)
+    kept = rng.random(adata.n_obs) < np.exp(-0.5 * strength * thinning)
+    out = adata[kept].copy()
+    out.obs["batch"] = pd.Categorical(batch[kept], categories=["A", "B"])
+    out.obs["batch_region"] = weight[kept] >= 0.5
+    out.uns["batch_abundance"] = {"strength": strength, "seed": int(seed)}
     return out
 
 

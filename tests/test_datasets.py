@@ -253,3 +253,28 @@ def test_replicate_spread_makes_genes_vary_unequally_between_samples():
     # genes' shifts, so the gain is diluted: 0.74 against 0.59 here; without the
     # spread taking effect the two would be equal up to count noise.)
     assert np.std(np.log(sd1)) > 1.15 * np.std(np.log(sd0))
+
+
+def test_batch_abundance_makes_batch_b_relatively_richer_in_one_region():
+    adata = toy(1500, 10, n_de_genes=2, seed=3)
+    columns = list(adata.obs.columns)
+    out = datasets_module.with_batch_abundance(adata, strength=3.0, seed=1)
+    assert adata.n_obs == 1500 and list(adata.obs.columns) == columns  # input untouched
+    # The batch is partly confounded with the condition: 2 + 1 and 1 + 2 samples.
+    per_sample = out.obs.groupby("sample", observed=True)["batch"].agg(lambda b: b.iloc[0])
+    assert list(per_sample) == ["A", "A", "B", "A", "B", "B"]
+    assert (out.obs.groupby("sample", observed=True)["batch"].nunique() == 1).all()
+    # A subset of the cells, unchanged.
+    kept = adata.obs_names.get_indexer(out.obs_names)
+    assert (kept >= 0).all() and (np.diff(kept) > 0).all() and 600 < out.n_obs < 1400
+    np.testing.assert_array_equal(out.obsm["DM_EigenVectors"], adata.obsm["DM_EigenVectors"][kept])
+    pd.testing.assert_series_equal(out.obs["true_log_density_ratio"],
+                                   adata.obs["true_log_density_ratio"].iloc[kept])
+    # In the region batch B's share of its cells is several times batch A's (exp(3) in the core).
+    region, b = out.obs["batch_region"], out.obs["batch"] == "B"
+    odds = region[b].mean() / (1 - region[b].mean()) / (region[~b].mean() / (1 - region[~b].mean()))
+    assert odds > 5
+    assert not (out.obs["batch_region"] & out.obs["da_region"]).any()
+    assert datasets_module.with_batch_abundance(adata, strength=0.0).n_obs == adata.n_obs
+    with pytest.raises(ValueError, match="strength"):
+        datasets_module.with_batch_abundance(adata, strength=-1.0)

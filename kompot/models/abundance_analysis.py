@@ -73,6 +73,9 @@ def run_differential_abundance(
     condition1_sample_indices: np.ndarray | None = None,
     condition2_sample_indices: np.ndarray | None = None,
     allow_single_condition_variance: bool = False,
+    condition1_covariates: np.ndarray | None = None,
+    condition2_covariates: np.ndarray | None = None,
+    covariate_names=None,
     landmarks: np.ndarray | None = None,
     n_landmarks: int | None = None,
     ls: float | None = None,
@@ -113,6 +116,14 @@ def run_differential_abundance(
         Replicate sample of each cell of ``X[mask1]`` and ``X[mask2]``, or ``None``.
     allow_single_condition_variance
         Allow one condition without replicates.
+    condition1_covariates, condition2_covariates
+        ``"ratio"`` only: numeric covariate design (cells x covariates) of
+        the rows ``X[mask1]`` and ``X[mask2]``, or ``None``. Their effects on
+        the odds of condition 2 are fitted with the log ratio, which is then
+        the condition's log ratio within covariate levels
+        (:class:`DifferentialAbundanceRatio`).
+    covariate_names
+        Labels of the covariate columns, for messages and ``fitted``.
     landmarks, n_landmarks
         Landmarks to use, or how many to select (``None``: the model's default).
     ls, ls_factor
@@ -143,17 +154,26 @@ def run_differential_abundance(
     -------
     An :class:`AnalysisResult` over :data:`DA_SCHEMA`, one entry per row of
     ``X``; ``fitted`` holds ``landmarks``, ``ls`` and ``amplitude``
-    (``"ratio"``) or ``d`` (``"density"``).
+    (``"ratio"``; with covariates also ``covariate_effects``) or ``d`` (``"density"``).
     """
     rule = CallRule() if rule is None else rule
     X, mask1, mask2 = checked_masks(X, mask1, mask2)
+    covariates = None
+    if condition1_covariates is not None or condition2_covariates is not None:
+        if method != "ratio":
+            raise ValueError(
+                "Covariates are supported by method='ratio' only (the density model has no "
+                "place for them); use method='ratio'."
+            )
+        covariates = (condition1_covariates, condition2_covariates, covariate_names)
     samples = (condition1_sample_indices, condition2_sample_indices)
     shared = dict(landmarks=landmarks, n_landmarks=n_landmarks, ls=ls, ls_factor=ls_factor,
                   batch_size=batch_size, random_state=random_state, samples=samples,
                   allow_single_condition_variance=allow_single_condition_variance,
                   progress=progress)
     if method == "ratio":
-        return _ratio(X, mask1, mask2, rule, amplitude=amplitude, client=client, **shared)
+        return _ratio(X, mask1, mask2, rule, amplitude=amplitude, client=client,
+                      covariates=covariates, **shared)
     if method == "density":
         return _density(X, mask1, mask2, rule, dimensionality=dimensionality,
                         sync_parameters=sync_parameters, n_permutations=n_permutations,
@@ -176,7 +196,7 @@ def checked_masks(X, mask1, mask2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _ratio(X, mask1, mask2, rule, *, landmarks, n_landmarks, ls, ls_factor, amplitude,
            batch_size, random_state, allow_single_condition_variance, samples, progress,
-           client):
+           client, covariates=None):
     """Fit the label model on both conditions; FDR over their cells only."""
     compared = mask1 | mask2
     if ls is None and ls_factor is not None:
@@ -188,6 +208,7 @@ def _ratio(X, mask1, mask2, rule, *, landmarks, n_landmarks, ls, ls_factor, ampl
         X[mask1], X[mask2], landmarks=landmarks,
         condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
         allow_single_condition_variance=allow_single_condition_variance,
+        **_covariate_options(covariates),
     )
     n = len(X)
     names = ["lfc", "lfc_std", "zscore", "neg_log10_ptp", "lfc_pvalue", "lfc_fdr"]
@@ -215,8 +236,18 @@ def _ratio(X, mask1, mask2, rule, *, landmarks, n_landmarks, ls, ls_factor, ampl
                 out["log_fold_change"], out["log_fold_change_fdr"],
                 out["neg_log10_fold_change_ptp"])
     fitted = dict(landmarks=model.landmarks_, ls=model.ls_, amplitude=model.amplitude_)
+    if covariates is not None:
+        fitted["covariate_effects"] = model.covariate_effects_
     options = {"ratio", "fdr"} | ({"samples"} if with_samples else set())
     return AnalysisResult(DA_SCHEMA, values, fitted, options, model)
+
+
+def _covariate_options(covariates) -> dict:
+    """The covariate arguments of :meth:`DifferentialAbundanceRatio.fit` (none without)."""
+    if covariates is None:
+        return {}
+    return dict(condition1_covariates=covariates[0], condition2_covariates=covariates[1],
+                covariate_names=covariates[2])
 
 
 def _predict_in_cell_blocks(model: DifferentialAbundanceRatio, X: np.ndarray, executor,

@@ -10,6 +10,7 @@ from scipy.special import log_ndtr, ndtri
 
 from .._warnings import KompotRuntimeWarning
 from ..core.blocks import block_slices
+from ..core.covariates import check_identifiable
 from ..core.density import WhitenedKernelBlocks
 from ..core.fdr import benjamini_hochberg
 from ..core.kernel import kernel_matrix, matern52
@@ -27,6 +28,13 @@ from ..core.log_ratio import (
     jackknife_variance,
     ratio_moments,
     sample_jackknife,
+)
+from ..core.log_ratio_covariates import (
+    COVARIATE_PRIOR_SD,
+    covariate_effects,
+    covariate_jackknife,
+    fit_log_ratio_covariates,
+    landmark_only,
 )
 from ..core.moderation import VariancePrior, fit_variance_prior, moderated_variance
 
@@ -85,6 +93,13 @@ class DifferentialAbundanceRatio:
     by an empirical-Bayes prior fitted over the cells, in units of each
     cell's posterior variance.
 
+    With covariates ``z`` (e.g. batch indicators) the classifier is
+    ``logit P(condition 2 | x, z) = log(n2 / n1) + f(x) + z^T beta`` with
+    ``z`` centred and ``beta`` fixed effects under a weak prior
+    (:mod:`kompot.core.log_ratio_covariates`), fitted jointly; the log
+    fold change is ``f``, the condition's log ratio within a covariate
+    level, and its uncertainty is marginal over ``beta``.
+
     Parameters
     ----------
     n_landmarks
@@ -115,6 +130,9 @@ class DifferentialAbundanceRatio:
     variance_prior_
         The empirical-Bayes prior of the between-sample variances, relative
         to the posterior variance (``None`` without samples).
+    covariate_effects_
+        ``{covariate column: MAP effect on the log odds of condition 2}``
+        (empty without covariates).
     """
 
     def __init__(
@@ -144,22 +162,32 @@ class DifferentialAbundanceRatio:
         condition1_sample_indices: np.ndarray | None = None,
         condition2_sample_indices: np.ndarray | None = None,
         allow_single_condition_variance: bool = False,
+        condition1_covariates: np.ndarray | None = None,
+        condition2_covariates: np.ndarray | None = None,
+        covariate_names=None,
     ) -> DifferentialAbundanceRatio:
         """Fit the log ratio on the pooled cells of both conditions.
 
         With sample indices for both conditions (at least 2 samples in one
         of them, and in both unless ``allow_single_condition_variance``) the
-        between-sample spread enters the significance.
+        between-sample spread enters the significance. With covariates
+        (numeric designs, cells x covariates, one per condition; indicator
+        columns for categories) their effects are fitted jointly and the log
+        fold change is the condition's log ratio within covariate levels;
+        ``covariate_names`` label the columns.
         """
         X1, X2 = _check_states(X_condition1, X_condition2)
         X = np.vstack([X1, X2])
         y = np.r_[np.zeros(len(X1)), np.ones(len(X2))]
         samples = _pooled_samples(condition1_sample_indices, condition2_sample_indices,
                                   len(X1), len(X2), allow_single_condition_variance)
+        Z, names = _pooled_covariates(condition1_covariates, condition2_covariates,
+                                      covariate_names, y)
         # Canonical row order: the fit does not depend on how the cells were ordered.
         order = canonical_order(X)
         X, y = X[order], y[order]
         samples = None if samples is None else samples[order]
+        self.covariates_ = None if Z is None else Z[order]
 
         m = min(self.n_landmarks or DEFAULT_N_LANDMARKS, len(X))
         U = select_landmarks(X, m, self.random_state) if landmarks is None else \
@@ -172,8 +200,8 @@ class DifferentialAbundanceRatio:
             ls, amplitude, evidence, w0 = float(self.ls), float(self.amplitude), {}, None
         basis = _Basis(U, ls)
         blocks = basis.blocks(X, self.batch_size)
-        fit = fit_log_ratio(blocks, y, amplitude=amplitude, offset=offset, n_landmarks=len(U),
-                            w0=w0)
+        fit = self._fit(blocks, y, self.covariates_, amplitude=amplitude, offset=offset,
+                        n_landmarks=len(U), w0=w0)
         if not fit.converged:
             warnings.warn("The log-ratio fit did not converge; results may be inaccurate.",
                           KompotRuntimeWarning, stacklevel=2)
@@ -184,9 +212,25 @@ class DifferentialAbundanceRatio:
         self.log_evidence_ = evidence
         self.fit_: LogRatioFit = fit
         self.basis_ = basis
-        self.jackknife_ = None if samples is None else sample_jackknife(blocks, y, samples, fit)
+        self.covariate_effects_ = {} if Z is None else dict(
+            zip(names, covariate_effects(fit, len(U), COVARIATE_PRIOR_SD).tolist(), strict=True))
+        self.jackknife_ = None if samples is None else self._jackknife(blocks, y, samples, fit)
         self.variance_prior_ = None if samples is None else self._variance_prior(X)
         return self
+
+    @staticmethod
+    def _fit(blocks, y, Z, **options) -> LogRatioFit:
+        """The label GP, with the covariates ``Z`` when given."""
+        if Z is None:
+            return fit_log_ratio(blocks, y, **options)
+        return fit_log_ratio_covariates(blocks, y, Z, prior_sd=COVARIATE_PRIOR_SD, **options)
+
+    def _jackknife(self, blocks, y, samples, fit):
+        """Leave-one-sample-out shifts of the weights (full refits with covariates)."""
+        if self.covariates_ is None:
+            return sample_jackknife(blocks, y, samples, fit)
+        return covariate_jackknife(blocks, y, self.covariates_, samples, fit,
+                                   n_landmarks=len(self.landmarks_), prior_sd=COVARIATE_PRIOR_SD)
 
     def _variance_prior(self, X: np.ndarray) -> VariancePrior:
         """Fit the moderation prior on the fitted cells (a seeded subsample of them)."""
@@ -199,9 +243,11 @@ class DifferentialAbundanceRatio:
     def _search(self, X, y, U, offset, base):
         """Hill climb on the (length scale, amplitude) lattice by Laplace evidence."""
         rng = np.random.default_rng(self.random_state)
+        Z = self.covariates_
         if len(X) > SEARCH_MAX_CELLS:
             keep = np.sort(rng.choice(len(X), SEARCH_MAX_CELLS, replace=False))
             X, y = X[keep], y[keep]
+            Z = None if Z is None else Z[keep]
         fixed_ls = None if self.ls is None else float(self.ls) / base
         fixed_a = self.amplitude
         blocks_by_ls: dict[float, WhitenedKernelBlocks] = {}
@@ -217,8 +263,8 @@ class DifferentialAbundanceRatio:
                     blocks_by_ls[lsf] = _Basis(U, base * lsf).blocks(X, self.batch_size)
                 # Warm start: the same log ratio a * L w at the new amplitude.
                 w0 = None if lsf not in warm else warm[lsf][1] * (warm[lsf][0] / a)
-                fit = fit_log_ratio(blocks_by_ls[lsf], y, amplitude=a, offset=offset,
-                                    n_landmarks=len(U), w0=w0, tol=SEARCH_TOLERANCE)
+                fit = self._fit(blocks_by_ls[lsf], y, Z, amplitude=a, offset=offset,
+                                n_landmarks=len(U), w0=w0, tol=SEARCH_TOLERANCE)
                 warm[lsf] = (a, fit.w)
                 weights[key] = fit.w
                 evidence[key] = fit.log_evidence
@@ -316,6 +362,8 @@ class DifferentialAbundanceRatio:
                               desc="predict DA ratio"):
             Phi = self.basis_.features(X[s])
             residual = np.maximum(1.0 - np.sum(Phi * Phi, axis=1), 0.0)
+            if self.covariates_ is not None:  # f alone, marginal over the covariate effects
+                Phi = landmark_only(Phi, self.covariates_.shape[1])
             lfc[s], var[s] = ratio_moments(self.fit_, Phi, residual)
             if self.jackknife_ is not None:
                 sample_var[s], df[s] = jackknife_variance(self.jackknife_, Phi, self.amplitude_)
@@ -391,3 +439,40 @@ def _pooled_samples(s1, s2, n1, n2, allow_single):
         )
     # Tag each label with its condition so that a name used in both stays two samples.
     return np.r_[np.char.add("1:", s1.astype(str)), np.char.add("2:", s2.astype(str))]
+
+
+def _pooled_covariates(Z1, Z2, names, y):
+    """The covariate design of the pooled cells (condition 1 first) and its column names.
+
+    Raises a ValueError naming the fix when a column is constant within
+    every condition (confounded with it) or when the cells with (or without)
+    an indicator column's level all belong to one condition.
+    """
+    if Z1 is None and Z2 is None:
+        return None, []
+    if Z1 is None or Z2 is None:
+        raise ValueError("Give covariates for both conditions' cells, or for neither.")
+    Z1, Z2 = np.asarray(Z1, np.float64), np.asarray(Z2, np.float64)
+    n = (int(np.sum(y == 0)), int(np.sum(y == 1)))
+    if Z1.ndim != 2 or Z2.ndim != 2 or Z1.shape[1] != Z2.shape[1] or (len(Z1), len(Z2)) != n:
+        raise ValueError(f"The covariates must be 2-D with one row per cell ({n[0]} and {n[1]}) "
+                         f"and the same columns; got {Z1.shape} and {Z2.shape}.")
+    Z = np.vstack([Z1, Z2])
+    if not np.all(np.isfinite(Z)):
+        raise ValueError("The covariates contain NaN or inf; fill them or drop those cells.")
+    names = [f"covariate {j}" for j in range(Z.shape[1])] if names is None else list(names)
+    check_identifiable(Z, y, names)
+    for j, name in enumerate(names):
+        column = Z[:, j]
+        if not np.all(np.isin(column, (0.0, 1.0))):
+            continue
+        for value in (1.0, 0.0):
+            conditions = np.unique(y[column == value])
+            if conditions.size == 1:
+                which = "with" if value else "without"
+                raise ValueError(
+                    f"All cells {which} {name} belong to condition {int(conditions[0]) + 1}, so "
+                    "they say nothing about the condition within that level; drop the "
+                    "covariate, or leave out the cells of levels seen in one condition only."
+                )
+    return Z, names

@@ -6,6 +6,7 @@ from typing import Literal
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 
 from .._keys import DAKeys
 from ..models import CallRule, run_differential_abundance
@@ -24,6 +25,7 @@ def compute_differential_abundance(
     *,
     obsm_key: str = OBSM_KEY,
     sample_col: str | None = None,
+    covariates: str | list[str] | None = None,
     method: Literal["ratio", "density"] = "ratio",
     key_added: str = "kompot_da",
     copy: bool = False,
@@ -76,6 +78,19 @@ def compute_differential_abundance(
         Column of ``adata.obs`` with replicate samples, nested in the
         conditions. When given, the variation between replicates enters
         the significance of every cell.
+    covariates
+        ``"ratio"`` only: column(s) of ``adata.obs`` (e.g. ``"batch"``)
+        whose effect on the proportions of the two conditions is fitted
+        with the log ratio. Categorical columns enter as one indicator per
+        level besides the first, numeric ones linearly; all are centred.
+        The classifier becomes ``logit P(condition2 | x, z) = log(n2 / n1) +
+        f(x) + z^T beta``, and the log fold change ``f`` is the conditions'
+        log density ratio within a covariate level: a batch that holds more
+        of one condition's samples and shifts the cell-state composition no
+        longer shows up as differential abundance. Its uncertainty includes
+        that of ``beta``. Every level must hold cells of both conditions; a
+        covariate nested in the conditions raises a ValueError
+        (``docs/significance.md``).
     method
         ``"ratio"`` (default): the log density ratio estimated directly from
         the condition labels by one Gaussian-process classifier
@@ -213,6 +228,11 @@ def compute_differential_abundance(
         raise ValueError(f"method must be 'ratio' or 'density', got {method!r}.")
     if direction_by not in ("ptp", "fdr"):
         raise ValueError(f"direction_by must be 'ptp' or 'fdr', got {direction_by!r}.")
+    covariate_options = {}
+    if covariates is not None:
+        covariate_options = _covariate_options(adata, covariates, method, (mask1, mask2),
+                                               groupby)
+        params["covariates"] = [covariates] if isinstance(covariates, str) else list(covariates)
     options = dict(
         landmarks=inp.check_landmarks(landmarks, X.shape[1], obsm_key),
         n_landmarks=inp.check_positive(n_landmarks, "n_landmarks", integer=True, allow_none=True),
@@ -222,6 +242,7 @@ def compute_differential_abundance(
         random_state=inp.check_random_state(random_state),
         condition1_sample_indices=samples[0], condition2_sample_indices=samples[1],
         allow_single_condition_variance=allow_single_condition_variance, progress=progress,
+        **covariate_options,
     )
     rule = CallRule.default(
         direction_by,
@@ -252,6 +273,30 @@ def _check_cells_per_condition(mask1, mask2, conditions, groupby) -> None:
                 f"differential abundance needs at least {MIN_CELLS_PER_CONDITION} cells per "
                 "condition. Merge it with a similar condition or leave it out."
             )
+
+
+def _covariate_options(adata, covariates, method, masks, groupby) -> dict:
+    """The covariate designs of both conditions' cells, checked for levels in both."""
+    if method != "ratio":
+        raise ValueError(
+            "covariates are supported by method='ratio' only (the density model cannot "
+            "adjust for them); use method='ratio'."
+        )
+    designs, names = inp.covariate_design(adata, covariates, masks, groupby)
+    for column in [covariates] if isinstance(covariates, str) else list(covariates):
+        values = adata.obs[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            continue
+        seen = [set(values[np.asarray(m, bool)].astype(str)) for m in masks]
+        only = sorted(seen[0] ^ seen[1])
+        if only:
+            raise ValueError(
+                f"Level(s) {inp.preview(only)} of adata.obs[{column!r}] hold cells of one "
+                f"condition only, so they say nothing about the conditions within the level; "
+                "subset adata to the levels seen in both conditions, or drop the covariate."
+            )
+    return dict(condition1_covariates=designs[0], condition2_covariates=designs[1],
+                covariate_names=names)
 
 
 def _method_options(method, amplitude, dimensionality, sync_parameters, fdr,
