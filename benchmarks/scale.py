@@ -4,6 +4,7 @@
     python benchmarks/scale.py --huge          # and 1M x 2,000 genes
     python benchmarks/scale.py --sizes 10000x2000 --repeats 1
     python benchmarks/scale.py --sizes 100000x2000 --layers-on-disk /scratch/kompot
+    python benchmarks/scale.py --sizes 200000x1000 --compute-backend jax:gpu   # on a GPU
     python benchmarks/scale.py --report        # RESULTS.md section and figure from the cache
     nox -s bench -- --scale                    # the default sizes
 
@@ -164,13 +165,18 @@ def _timed_stages(stages: dict):
         wrap(stage, owners[owner], name)
 
 
-def child(n_cells: int, n_genes: int, layers_dir: str | None = None):
+def child(n_cells: int, n_genes: int, layers_dir: str | None = None,
+          compute_backend: str | None = None):
     """One size in this (fresh) process; prints one JSON line.
 
     ``layers_dir``: store the layers, on disk there; ``"memory"``: in memory.
+    ``compute_backend``: ``kompot.settings.compute_backend`` (default: numpy).
     """
     sys.path.insert(0, str(HERE.parent))  # this checkout's kompot
     import kompot
+
+    if compute_backend:
+        kompot.settings.compute_backend = compute_backend
 
     in_memory = layers_dir == "memory"
     if layers_dir:
@@ -208,7 +214,8 @@ def child(n_cells: int, n_genes: int, layers_dir: str | None = None):
                budget_gb=kompot.settings.memory_budget / 1024**3,
                da_called=int((adata.obs["kompot_da_C1_to_C2_lfc_direction"].astype(str)
                               != "neutral").sum()),
-               kompot_version=kompot.__version__)
+               kompot_version=kompot.__version__,
+               compute_backend=kompot.settings.compute_backend)
     if layers_dir and not in_memory:
         rec.update(_timed_write(adata, Path(layers_dir) / "scale_benchmark.h5ad"))
     print(json.dumps(rec), flush=True)
@@ -242,11 +249,13 @@ def _git(*args) -> str:
 
 
 def _label(rec) -> str:
+    backend = rec.get("compute_backend", "numpy")
     return {"none": "", "on disk": ", layers on disk",
-            "in memory": ", layers in memory"}[rec.get("layers", "none")]
+            "in memory": ", layers in memory"}[rec.get("layers", "none")] + (
+        f", {backend}" if backend != "numpy" else "")
 
 
-def measure(sizes, repeats, blas_threads=None, layers_dir=None):
+def measure(sizes, repeats, blas_threads=None, layers_dir=None, compute_backend=None):
     RUNS.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if blas_threads:
@@ -261,6 +270,8 @@ def measure(sizes, repeats, blas_threads=None, layers_dir=None):
                        str(n_cells), str(n_genes)]
             if layers_dir:
                 command += ["--layers-on-disk", layers_dir]
+            if compute_backend:
+                command += ["--compute-backend", compute_backend]
             proc = subprocess.run(command, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 print(f"{n_cells:,} x {n_genes:,}: failed\n{proc.stderr[-3000:]}", flush=True)
@@ -436,15 +447,17 @@ def main():
     p.add_argument("--layers-on-disk", metavar="DIR", default=None,
                    help="store the DE layers, on disk under DIR (zarr; default: no layers); "
                         "'memory': store them in memory")
+    p.add_argument("--compute-backend", default=None,
+                   help="kompot.settings.compute_backend of the runs, e.g. jax:gpu (default: numpy)")
     p.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        child(*a.child, layers_dir=a.layers_on_disk)
+        child(*a.child, layers_dir=a.layers_on_disk, compute_backend=a.compute_backend)
         return
     sizes = ([tuple(int(x) for x in s.split("x")) for s in a.sizes] if a.sizes
              else list(SIZES)) + ([HUGE] if a.huge else [])
     if not a.report:
-        measure(sizes, a.repeats, a.blas_threads, a.layers_on_disk)
+        measure(sizes, a.repeats, a.blas_threads, a.layers_on_disk, a.compute_backend)
     report()
 
 
