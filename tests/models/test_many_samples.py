@@ -8,6 +8,7 @@ sample's kernel factors. Forcing every sample onto the landmark-space fit
 
 import numpy as np
 import pytest
+from model_testing import toy_arrays
 
 import kompot
 from kompot.core.replicate_fits import ReplicateBases
@@ -16,11 +17,7 @@ from kompot.models import gene_blocks, run_differential_expression, sample_varia
 
 @pytest.fixture(scope="module")
 def arrays():
-    adata = kompot.datasets.toy(n_cells=300, n_genes=20, n_de_genes=4, n_samples=6, seed=5)
-    X = np.asarray(adata.obsm["DM_EigenVectors"], np.float64)
-    treated = (adata.obs["condition"] == "treated").to_numpy()
-    samples = adata.obs["sample"].astype(str).to_numpy()
-    return X, ~treated, treated, np.asarray(adata.X, np.float64), samples
+    return toy_arrays(kompot.datasets.toy(n_cells=300, n_genes=20, n_de_genes=4, n_samples=6, seed=5))
 
 
 def _run(arrays, monkeypatch):

@@ -8,6 +8,7 @@ distances moderated by the real run's replicate prior.
 
 import numpy as np
 import pytest
+from model_testing import toy_arrays
 from scipy import sparse
 
 import kompot
@@ -24,15 +25,13 @@ DE_KWARGS = dict(n_landmarks=30, random_state=0, batch_size=500)
 @pytest.fixture(scope="module")
 def data():
     adata = kompot.datasets.toy(n_cells=360, n_genes=16, n_de_genes=4, n_samples=3, seed=3)
-    X = np.asarray(adata.obsm["DM_EigenVectors"], np.float64)
-    treated = (adata.obs["condition"] == "treated").to_numpy()
-    samples = adata.obs["sample"].astype(str).to_numpy()
+    X, _, treated, Y, samples = toy_arrays(adata)
     # Samples of unequal sizes: some below the 30 landmarks (fitted in the
     # space of their cells), some above (fitted on the landmarks).
     small = np.flatnonzero(samples == samples[0])[20:]
     samples[small[: len(small) // 2]] = "tiny"
     order = np.r_[np.flatnonzero(~treated), np.flatnonzero(treated)]
-    return X[order], treated[order], np.asarray(adata.X, np.float64)[order], samples[order]
+    return X[order], treated[order], Y[order], samples[order]
 
 
 def _real_fit(data, with_samples):
