@@ -2,6 +2,7 @@
 
     python benchmarks/speed_donors.py                       # 3 repeats, this checkout
     python benchmarks/speed_donors.py --label baseline --kompot-dir /tmp/kompot-base
+    python benchmarks/speed_donors.py --label no-layers --no-layers   # DE with store_layers=False
     python benchmarks/speed_donors.py --report              # the table from the cached results
 
 Data: ``kompot.datasets.toy(n_cells=20000, n_genes=1000, n_samples=50)``
@@ -10,7 +11,8 @@ DE, replicate effects on). Calls, at the ``kompot.tl`` defaults:
 ``compute_differential_abundance(adata, "condition", "control", "treated",
 sample_col="sample", progress=False)``, then
 ``compute_differential_expression(...)`` with the same arguments (layers
-stored, FDR on, 5 permutations, 1,000 null genes).
+stored, FDR on, 5 permutations, 1,000 null genes; ``--no-layers``:
+``store_layers=False``, only the per-gene results).
 
 One fresh process per repeat (``--child``), importing kompot from
 ``--kompot-dir`` (default: this checkout), so that a baseline checkout can be
@@ -96,7 +98,7 @@ def instrument() -> StageClock:
     return clock
 
 
-def child():
+def child(store_layers: bool = True):
     """One DA + DE run in this (fresh) process; prints one JSON line."""
     from _proc import peak_rss_gb
 
@@ -109,7 +111,8 @@ def child():
         t1, c1 = time.perf_counter(), time.process_time()
         if clock is not None:
             clock.seconds = dict.fromkeys(STAGES, 0.0)
-        kompot.tl.compute_differential_expression(adata, "condition", "control", "treated", **kw)
+        kompot.tl.compute_differential_expression(adata, "condition", "control", "treated",
+                                                  store_layers=store_layers, **kw)
         t2, c2 = time.perf_counter(), time.process_time()
         return t1 - t0, t2 - t1, c1 - c0, c2 - c1
 
@@ -125,7 +128,7 @@ def child():
                n_de_called_true=int((called & de["is_de"].to_numpy(bool)).sum()),
                n_da_cells_called=int((adata.obs["kompot_da_control_to_treated_lfc_direction"]
                                       .astype(str) != "neutral").sum()),
-               kompot_file=kompot.__file__)
+               store_layers=store_layers, kompot_file=kompot.__file__)
     print(json.dumps(rec), flush=True)
 
 
@@ -138,7 +141,7 @@ def _git(*args):
         return ""
 
 
-def measure(label, kompot_dir, repeats):
+def measure(label, kompot_dir, repeats, store_layers=True):
     sys.path.insert(0, str(HERE))
     from speed_da import machine
 
@@ -146,8 +149,10 @@ def measure(label, kompot_dir, repeats):
     runs = []
     for r in range(repeats):
         load = os.getloadavg()
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child"],
-                              capture_output=True, text=True, env=env, cwd=str(HERE))
+        command = [sys.executable, str(Path(__file__).resolve()), "--child"]
+        if not store_layers:
+            command.append("--no-layers")
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(HERE))
         if proc.returncode != 0:
             print(f"{label}: run failed\n{proc.stderr[-3000:]}", flush=True)
             break
@@ -191,7 +196,8 @@ def report():
             f"| {loads} |")
     lines.append("")
     for r in results:
-        lines.append(f"- {r['label']}: {r['repeats']} repeat(s), {r['date']}, {r['machine']}; "
+        layers = "layers stored" if r["runs"][0].get("store_layers", True) else "no layers"
+        lines.append(f"- {r['label']}: {r['repeats']} repeat(s), {layers}, {r['date']}, {r['machine']}; "
                      f"kompot from {r['kompot_dir']} (branch at {r['git_commit']}); "
                      f"`{r['command']}`")
     print("\n".join(lines))
@@ -203,13 +209,15 @@ def main():
     p.add_argument("--kompot-dir", default=str(ROOT), help="folder holding the kompot package")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--report", action="store_true", help="only print the cached results")
+    p.add_argument("--no-layers", action="store_true",
+                   help="DE with store_layers=False (per-gene results only)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        child()
+        child(store_layers=not a.no_layers)
         return
     if not a.report:
-        measure(a.label, Path(a.kompot_dir).resolve(), a.repeats)
+        measure(a.label, Path(a.kompot_dir).resolve(), a.repeats, store_layers=not a.no_layers)
     report()
 
 
