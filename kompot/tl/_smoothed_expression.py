@@ -94,14 +94,14 @@ def compute_smoothed_expression(
     ``adata.layers[f"{key_added}_std"]``
         Its standard deviation (posterior, plus empirical and replicate
         variance where enabled).
+    ``adata.uns[key_added]`` : dict
+        ``params``, ``version``, ``condition``, ``groupby``, ``obsm_key``,
+        ``landmarks``, ``ls`` and ``fields``.
 
     When the two layers would exceed ``kompot.settings.memory_budget`` (or
     with ``kompot.settings.layers_on_disk = True``) they are written to zarr
     stores and are dask arrays reading them, as for
     :func:`compute_differential_expression` (``docs/scaling.md``).
-    ``adata.uns[key_added]`` : dict
-        ``params``, ``version``, ``condition``, ``groupby``, ``obsm_key``,
-        ``landmarks``, ``ls`` and ``fields``.
 
     Examples
     --------
