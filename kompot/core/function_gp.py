@@ -151,7 +151,7 @@ def fit_function_parts(
     for X, Y in parts:
         for s in block_slices(X.shape[0], batch_size, progress=progress, desc="fit expression GP"):
             A = _whitened(X[s], Lp, cov_func, landmarks, device_cache)
-            gram, products = _gram_and_products(A, _rows(Y, s, mu))
+            gram, products = gram_and_products(A, _rows(Y, s, mu))
             AAt += gram
             AR += products
             blocks.append((X, Y, s, A if keep else None))
@@ -208,11 +208,11 @@ def _fit_empirical_variance(fit: FunctionFit, blocks, AAt, variance_mean_weights
     for X, Y, s, A in blocks:
         if A is None:
             A = _whitened(X[s], Lp, fit.cov_func, fit.landmarks, device_cache)
-        AR2 += _smoothed_squared_residuals(A, LB, whitened_weights, _rows(Y, s, mu), sigma)
+        AR2 += smoothed_squared_residuals(A, LB, whitened_weights, _rows(Y, s, mu), sigma)
     set_empirical_variance(fit, AR2, AAt, variance_mean_weights)
 
 
-def _gram_and_products(A, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gram_and_products(A, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``A A^T`` and ``A R`` of one block of cells (``A`` in numpy or on the JAX device)."""
     if isinstance(A, backend.KernelBlock):
         return A.gram(), A.times(R)
@@ -224,7 +224,7 @@ def leverages(A: np.ndarray, LB: np.ndarray, sigma: float) -> np.ndarray:
     return np.sum(lower_solve(LB, A) ** 2, axis=0) / sigma**2
 
 
-def _smoothed_squared_residuals(A, LB, whitened_weights, R, sigma: float,
+def smoothed_squared_residuals(A, LB, whitened_weights, R, sigma: float,
                                 h: np.ndarray | None = None) -> np.ndarray:
     """``A r2``, with ``r2`` the block's HC3-corrected squared residuals.
 

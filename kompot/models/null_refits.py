@@ -34,24 +34,22 @@ from ..core.blocks import block_slices
 from ..core.cell_basis import CellBasis, columns
 from ..core.cell_rows import CellRows, dense_rows, take_genes, take_rows
 from ..core.function_gp import (
-    _gram_and_products,
-    _smoothed_squared_residuals,
     fit_from_sums,
+    gram_and_products,
     landmark_cholesky,
     leverages,
     set_empirical_variance,
+    smoothed_squared_residuals,
 )
 from ..core.kernel import matern52
 from ..core.linalg import safe_cholesky
 from ..core.replicate_fits import ReplicateBases, fit_replicate, uses_cell_space
 from .differential_expression import DifferentialExpression
-from .sample_variance import SampleVarianceEstimator
+from .sample_variance import MIN_SAMPLE_CELLS, SampleVarianceEstimator
 
 # Share of kompot.settings.memory_budget that the kept whitened kernel and
 # the samples' sums may take (a gene block's data take GENE_BLOCK_SHARE).
 NULL_CACHE_SHARE = 0.25
-# Cells a sample needs to enter the sample variance (SampleVarianceEstimator.fit's default).
-MIN_SAMPLE_CELLS = 2
 _DE_KWARGS = {"n_landmarks", "use_empirical_variance", "random_state", "batch_size", "eps",
               "use_sample_variance"}
 _FIT_KWARGS = {"sigma", "ls", "ls_factor", "landmarks", "allow_single_condition_variance",
@@ -142,7 +140,7 @@ class NullRefits:
         self.AAt = [np.zeros((m, m)) for _ in range(n_units)]
         AY = [np.zeros((m, self.Y.shape[1])) for _ in range(n_units)]
         for b, rows in enumerate(self.basis.blocks):
-            gram, products = _gram_and_products(self.basis.whitened(b), dense_rows(self.Y, rows))
+            gram, products = gram_and_products(self.basis.whitened(b), dense_rows(self.Y, rows))
             self.AAt[self.block_unit[b]] += gram
             AY[self.block_unit[b]] += products
         room = budget - self.basis.kept_bytes
@@ -194,7 +192,7 @@ class NullRefits:
             for c, in_c in enumerate((mask[rows], ~mask[rows])):
                 sel = np.flatnonzero(in_c)
                 if sel.size:
-                    smoothed[c] += _smoothed_squared_residuals(
+                    smoothed[c] += smoothed_squared_residuals(
                         columns(A, sel), fits[c].LB, whitened_weights[c], R[sel], self.sigma)
         for fit, AR2, (a, _) in zip(fits, smoothed, sums, strict=True):
             set_empirical_variance(fit, AR2, a, priors[1])
@@ -207,7 +205,7 @@ class NullRefits:
         for b, rows in enumerate(self.basis.blocks):
             sel = np.flatnonzero(mask[rows])
             if sel.size:
-                gram, products = _gram_and_products(columns(self.basis.whitened(b), sel),
+                gram, products = gram_and_products(columns(self.basis.whitened(b), sel),
                                                     dense_rows(Y, rows[sel]))
                 AAt += gram
                 AY += products
@@ -239,7 +237,7 @@ class NullRefits:
             return self.AY[k][:, pos]
         total = 0.0
         for b in np.flatnonzero(self.block_unit == k):
-            total = total + _gram_and_products(self.basis.whitened(b),
+            total = total + gram_and_products(self.basis.whitened(b),
                                                dense_rows(Y, self.basis.blocks[b]))[1]
         return total
 
@@ -252,9 +250,9 @@ class NullRefits:
         for b, rows in enumerate(self.basis.blocks):
             k, c = self.block_unit[b], 0 if mask[rows[0]] else 1
             A, R = self.basis.whitened(b), dense_rows(Y, rows)
-            smoothed[c] += _smoothed_squared_residuals(A, fits[c].LB, ww[c], R, self.sigma)
+            smoothed[c] += smoothed_squared_residuals(A, fits[c].LB, ww[c], R, self.sigma)
             if k in own[c]:
-                own[c][k] += _smoothed_squared_residuals(A, self.LB[k], own_ww[c][k], R,
+                own[c][k] += smoothed_squared_residuals(A, self.LB[k], own_ww[c][k], R,
                                                          self.sigma, self._leverages(b, A))
         for c, fit in enumerate(fits):
             set_empirical_variance(fit, smoothed[c], grams[c], variance_prior)

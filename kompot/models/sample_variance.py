@@ -40,6 +40,8 @@ _MAX_DENSE_BYTES = 4 * 1024**3
 _SUPPORTED_KWARGS = {"landmarks", "ls", "sigma", "mu", "mean_weights", "variance_mean_weights",
                      "d", "jitter", "cov_func", "n_landmarks", "random_state", "obs_variance",
                      "batch_size", "replicate_bases"}
+# Cells a sample needs to enter the sample variance.
+MIN_SAMPLE_CELLS = 2
 
 
 class SampleVarianceEstimator:
@@ -120,7 +122,7 @@ class SampleVarianceEstimator:
         X: np.ndarray,
         Y: np.ndarray = None,
         grouping_vector: np.ndarray = None,
-        min_cells: int = 2,
+        min_cells: int = MIN_SAMPLE_CELLS,
         ls_factor: float = 10.0,
         estimator_kwargs: dict = None,
     ) -> SampleVarianceEstimator:
