@@ -108,7 +108,7 @@ class GeneBlockPlan:
     keep_model: bool = False
     progress: bool = False
     replicate_prior: ReplicatePrior | None = None  # moderates every gene's replicate covariance
-    # Learn that prior from the block's own fit: the one block holds every pilot gene.
+    # Learn that prior from the pilot genes of the block's own fit (the one block holds all genes).
     learn_replicate_prior: bool = False
 
 
@@ -166,8 +166,8 @@ def fit_gene_block(plan: GeneBlockPlan, block) -> dict:
     X, mask1, mask2 = plan.X, plan.mask1, plan.mask2
     model = _fitted_model(plan, Y1, Y2)
     terms = model.mahalanobis_terms(model.landmarks_)  # once, for the prior and the distances
-    prior = (learn_replicate_prior(model, terms) if plan.learn_replicate_prior
-             else plan.replicate_prior)
+    prior = (learn_replicate_prior(model, terms, pilot_genes(Y1.shape[1]))
+             if plan.learn_replicate_prior else plan.replicate_prior)
     mean_lfc, layers = predict_in_chunks(model, X, mask1 | mask2, plan.layers, plan.progress,
                                          plan.predict_chunk, plan.layer_store, genes)
     out = dict(mean_lfc=mean_lfc, layers=layers, replicate_prior=prior,
@@ -196,15 +196,15 @@ def with_replicate_prior(plan: GeneBlockPlan, Y1, Y2, n_blocks: int) -> GeneBloc
 
     The prior is learned from a pilot of the genes with the real labels, so
     that every block and every permutation uses the same prior however the
-    genes are split. When one block holds the whole pilot (all genes), that
-    block learns it from its own fit instead of fitting the genes twice.
+    genes are split. When one block holds all genes, that block learns it
+    from the pilot genes of its own fit instead of fitting them twice.
     Without samples there is nothing to moderate and the plan is returned.
     """
     if plan.samples[0] is None and plan.samples[1] is None:
         return plan
-    genes = pilot_genes(Y1.shape[1])
-    if n_blocks == 1 and genes.size == Y1.shape[1]:
+    if n_blocks == 1:
         return replace(plan, learn_replicate_prior=True)
+    genes = pilot_genes(Y1.shape[1])
     pilot = _fitted_model(plan, take_genes(Y1, genes), take_genes(Y2, genes))
     return replace(plan, replicate_prior=learn_replicate_prior(pilot))
 

@@ -34,15 +34,21 @@ def pilot_genes(n_genes: int, size: int | None = None) -> np.ndarray:
     return np.unique(np.linspace(0, n_genes - 1, min(size, n_genes)).round().astype(int))
 
 
-def learn_replicate_prior(model: DifferentialExpression, terms=None) -> ReplicatePrior | None:
+def learn_replicate_prior(model: DifferentialExpression, terms=None,
+                          genes: np.ndarray | None = None) -> ReplicatePrior | None:
     """The prior from a fitted model's genes; ``None`` without replicate variance to moderate.
 
     ``terms`` are the model's :meth:`~kompot.DifferentialExpression.mahalanobis_terms`
-    at its landmarks, when already computed.
+    at its landmarks, when already computed. ``genes`` (indices of the
+    model's genes) restricts the prior to those genes: the same prior as from
+    a model fitted to them alone, since every gene is fitted on its own.
     """
     if terms is None:
         terms = model.mahalanobis_terms(model.landmarks_)
     _, _, low_rank, diag = terms
+    if genes is not None and low_rank is not None:
+        low_rank = low_rank[genes]
+        diag = None if diag is None else diag[:, genes]
     if low_rank is None or low_rank.shape[0] < 2:
         return None
     traces = np.einsum("gmk,gmk->g", low_rank, low_rank)

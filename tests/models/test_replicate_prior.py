@@ -52,8 +52,8 @@ def test_without_samples_there_is_nothing_to_moderate(data):
 
 @pytest.mark.parametrize("pilot", [None, 10], ids=["pilot-all-genes", "pilot-10-of-40"])
 def test_every_gene_block_uses_one_prior(data, monkeypatch, pilot):
-    """One block learns the prior from its own fit when it holds the whole pilot, else the
-    driver fits the pilot: either way blocks of 7 genes get the same results."""
+    """One block learns the prior from the pilot genes of its own fit, blocks of 7 genes
+    from a fit of the pilot alone: the results are the same either way."""
     if pilot is not None:
         monkeypatch.setattr(replicate_prior, "PILOT_GENES", pilot)
     X, m1, m2, Y, s = data
