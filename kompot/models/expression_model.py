@@ -190,7 +190,7 @@ class ExpressionModel:
         """This model, fitted with ``fit`` computed elsewhere (and that sample variance).
 
         For refits whose sums are known already (the permutation null,
-        :mod:`kompot.models.null_refits`); leaves the model as :meth:`fit`
+        :mod:`kompot.models.pooled_refits`); leaves the model as :meth:`fit`
         would with the same fit.
         """
         self._reset()

@@ -39,7 +39,7 @@ from .null import (
     label_partitions,
     state_strata,
 )
-from .null_refits import null_refits
+from .pooled_refits import pooled_refits
 from .replicate_prior import learn_replicate_prior, pilot_genes, replicate_distances
 
 logger = logging.getLogger("kompot")
@@ -164,7 +164,8 @@ def fit_gene_block(plan: GeneBlockPlan, block) -> dict:
     """
     genes, Y1, Y2 = block
     X, mask1, mask2 = plan.X, plan.mask1, plan.mask2
-    model = _fitted_model(plan, Y1, Y2)
+    refits = _pooled_refits(plan, Y1, Y2)
+    model = _fitted_model(plan, Y1, Y2, refits)
     terms = model.mahalanobis_terms(model.landmarks_)  # once, for the prior and the distances
     prior = (learn_replicate_prior(model, terms, pilot_genes(Y1.shape[1]))
              if plan.learn_replicate_prior else plan.replicate_prior)
@@ -173,15 +174,25 @@ def fit_gene_block(plan: GeneBlockPlan, block) -> dict:
     out = dict(mean_lfc=mean_lfc, layers=layers, replicate_prior=prior,
                mahalanobis=replicate_distances(model, prior, plan.progress, terms))
     if plan.null is not None:
-        out["null"] = _block_null(plan, model, Y1, Y2, genes, prior)
+        out["null"] = _block_null(plan, model, Y1, Y2, genes, prior, refits)
     if plan.keep_model:
         out["model"] = model
     return out
 
 
-def _fitted_model(plan: GeneBlockPlan, Y1, Y2) -> DifferentialExpression:
-    """Both conditions fitted to these genes with the real labels (covariates removed first)."""
+def _fitted_model(plan: GeneBlockPlan, Y1, Y2, refits=None) -> DifferentialExpression:
+    """Both conditions fitted to these genes with the real labels (covariates removed first).
+
+    With the block's :class:`~kompot.models.pooled_refits.PooledRefits` the fit
+    comes from the sums it shares with the null's refits, where it can; the
+    pooled cells put condition 1 first.
+    """
     X, mask1, mask2 = plan.X, plan.mask1, plan.mask2
+    if refits is not None and (plan.samples[0] is None) == (plan.samples[1] is None):
+        first = np.arange(int(mask1.sum() + mask2.sum())) < mask1.sum()
+        model = refits.fit(first, *plan.samples, np.arange(Y1.shape[1]))
+        if model is not None:
+            return model
     if plan.covariates is not None:
         Z1, Z2, names = plan.covariates
         Y1, Y2, _ = adjust_for_covariates(X[mask1], Y1, Z1, X[mask2], Y2, Z2, names=names)
@@ -204,8 +215,8 @@ def with_replicate_prior(plan: GeneBlockPlan, Y1, Y2, n_blocks: int) -> GeneBloc
         return plan
     if n_blocks == 1:
         return replace(plan, learn_replicate_prior=True)
-    genes = pilot_genes(Y1.shape[1])
-    pilot = _fitted_model(plan, take_genes(Y1, genes), take_genes(Y2, genes))
+    Y1, Y2 = (take_genes(Y, pilot_genes(Y1.shape[1])) for Y in (Y1, Y2))
+    pilot = _fitted_model(plan, Y1, Y2, _pooled_refits(plan, Y1, Y2))
     return replace(plan, replicate_prior=learn_replicate_prior(pilot))
 
 
@@ -273,24 +284,23 @@ def _mean_kernel_row(fit, X, chunk: int) -> np.ndarray:
 
 
 def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice,
-                prior: ReplicatePrior | None) -> list[np.ndarray]:
+                prior: ReplicatePrior | None, refits) -> list[np.ndarray]:
     """Each permutation's distances of the genes it drew from this block (in gene order).
 
     Refits reuse the real fit's landmarks, length scale and pooled prior
     weights: the union of the cells, and so the pooled fit, is the same under
     any relabelling. What the refits share beyond that (each cell's whitened
     kernel, the sums over each sample or over all cells, each sample's own
-    factors) is computed once (:mod:`~kompot.models.null_refits`); refits it
-    does not cover are fitted from the cells (:func:`_refit_from_cells`).
+    factors) is computed once (``refits``, the block's
+    :class:`~kompot.models.pooled_refits.PooledRefits`); refits it does not
+    cover are fitted from the cells (:func:`_refit_from_cells`).
     """
     null = plan.null
-    # A view of the same storage when Y1 and Y2 are CellRows views: no copy.
-    Y = stack_rows(take_rows(Y1, null.order1), take_rows(Y2, null.order2))
     priors = dict(mean_weights=model.prior_mean_weights_,
                   variance_mean_weights=model.prior_variance_weights_)
-    bases = ReplicateBases()
+    bases = ReplicateBases() if refits is None else refits.bases
     block_genes = [d[(d >= genes.start) & (d < genes.stop)] - genes.start for d in null.genes]
-    refits = _shared_refits(plan, Y, priors, block_genes, bases)
+    Y = refits.Y if refits is not None else None  # the pooled cells' expression
     out = []
     draws = zip(null.partitions, block_genes, strict=True)
     for (mask, s1, s2), local in tqdm(draws, total=len(null.genes), desc="null permutations",
@@ -300,6 +310,7 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice,
             continue
         de = None if refits is None else refits.fit(mask, s1, s2, local)
         if de is None:
+            Y = _pooled_rows(plan, Y1, Y2) if Y is None else Y
             de = _refit_from_cells(plan, Y, (mask, s1, s2), local, priors, bases)
         out.append(replicate_distances(de, prior))
     return out
@@ -321,22 +332,41 @@ def _refit_from_cells(plan: GeneBlockPlan, Y, partition, local, priors: dict, ba
                   condition1_sample_indices=s1, condition2_sample_indices=s2, **kwargs)
 
 
-def _shared_refits(plan: GeneBlockPlan, Y, priors: dict, block_genes: list, bases):
-    """The null's :class:`~kompot.models.null_refits.NullRefits` for this block, or ``None``.
+def _pooled_refits(plan: GeneBlockPlan, Y1, Y2):
+    """The block's :class:`~kompot.models.pooled_refits.PooledRefits`, or ``None``.
 
-    Covariates are learned again in each permutation, which changes the
-    expression itself; those refits take the general path.
+    The pooled cells are in the null's canonical order (condition 1 first)
+    or, without a null, in the conditions' own order. Covariates are learned
+    again in each permutation, which changes the expression itself; those
+    fits take the general path.
     """
-    null = plan.null
-    wanted = [g for g in block_genes if g.size]
-    if null.covariates is not None or not wanted:
+    if plan.covariates is not None:
         return None
+    both = plan.samples[0] is not None and plan.samples[1] is not None
+    if plan.null is None and not both and plan.samples != (None, None):
+        return None  # one condition's sample variance lent to the other: the general path
+    order1, order2 = _pooled_order(plan)
+    X = plan.null.X if plan.null is not None else np.vstack([plan.X[plan.mask1][order1],
+                                                             plan.X[plan.mask2][order2]])
     samples = None
-    if plan.samples[0] is not None and plan.samples[1] is not None:
-        samples = np.concatenate([np.asarray(plan.samples[0])[null.order1],
-                                  np.asarray(plan.samples[1])[null.order2]])
-    return null_refits(null.X, Y, samples, plan.de_kwargs, {**plan.fit_kwargs, **priors},
-                       np.unique(np.concatenate(wanted)), bases)
+    if both:
+        samples = np.concatenate([np.asarray(plan.samples[0])[order1],
+                                  np.asarray(plan.samples[1])[order2]])
+    return pooled_refits(X, _pooled_rows(plan, Y1, Y2), samples, plan.de_kwargs,
+                         plan.fit_kwargs, np.arange(Y1.shape[1]), ReplicateBases())
+
+
+def _pooled_order(plan: GeneBlockPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Each condition's rows in the pooled cells' order."""
+    if plan.null is not None:
+        return plan.null.order1, plan.null.order2
+    return np.arange(int(plan.mask1.sum())), np.arange(int(plan.mask2.sum()))
+
+
+def _pooled_rows(plan: GeneBlockPlan, Y1, Y2):
+    """Both conditions' expression as the pooled cells: a view when Y1 and Y2 are CellRows views."""
+    order1, order2 = _pooled_order(plan)
+    return stack_rows(take_rows(Y1, order1), take_rows(Y2, order2))
 
 
 def _adjusted_split(null: NullPlan, rows1, rows2, Y1, Y2):

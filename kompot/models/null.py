@@ -24,7 +24,7 @@ from ..core.cell_rows import CellRows, project_rows, stack_rows, take_genes, tak
 from ..core.landmarks import canonical_order, select_landmarks
 from .differential_abundance import DifferentialAbundance
 from .differential_expression import DifferentialExpression
-from .null_refits import null_refits
+from .pooled_refits import pooled_refits
 
 logger = logging.getLogger("kompot")
 
@@ -268,7 +268,7 @@ def expression_null_distances(
     pooled = None
     if condition1_sample_indices is not None and condition2_sample_indices is not None:
         pooled = np.concatenate([condition1_sample_indices, condition2_sample_indices])
-    refits = null_refits(X, Y, pooled, de_kwargs, fit_kwargs, np.unique(np.concatenate(drawn))) \
+    refits = pooled_refits(X, Y, pooled, de_kwargs, fit_kwargs, np.unique(np.concatenate(drawn))) \
         if partitions else None
     null = []
     draws = list(zip(partitions, drawn, strict=True))

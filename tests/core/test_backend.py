@@ -197,10 +197,10 @@ def test_jax_backend_changes_no_global_jax_setting():
 
 
 @pytest.mark.parametrize("with_samples", [False, True], ids=["cells", "samples"])
-def test_null_refits_equal_numpy(with_samples):
+def test_pooled_refits_equal_numpy(with_samples):
     """The null's shared refits (kept device blocks, their columns) give numpy's distances."""
     from kompot.models.null import label_partitions
-    from kompot.models.null_refits import null_refits
+    from kompot.models.pooled_refits import pooled_refits
     from kompot.models.replicate_prior import replicate_distances
 
     adata = kompot.datasets.toy(n_cells=300, n_genes=12, n_de_genes=4, n_samples=4, seed=2)
@@ -221,7 +221,7 @@ def test_null_refits_equal_numpy(with_samples):
     partitions = label_partitions(int((~t).sum()), len(X), *s, 2, np.random.default_rng(0))
 
     def run():
-        refits = null_refits(X, Y, samples if with_samples else None, de_kwargs, fit_kwargs,
+        refits = pooled_refits(X, Y, samples if with_samples else None, de_kwargs, fit_kwargs,
                              np.arange(12))
         return np.concatenate([replicate_distances(refits.fit(mask, s1, s2, np.arange(12)), None)
                                for mask, s1, s2 in partitions])

@@ -12,7 +12,7 @@ from model_testing import toy_arrays
 
 import kompot
 from kompot.core.replicate_fits import ReplicateBases
-from kompot.models import gene_blocks, run_differential_expression, sample_variance
+from kompot.models import gene_blocks, pooled_refits, run_differential_expression, sample_variance
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +44,12 @@ def test_cell_space_fits_and_cache_equal_the_landmark_space_fits(arrays, monkeyp
     with monkeypatch.context() as patch:
         patch.setattr(gene_blocks, "ReplicateBases", Recorded)
         fast, fast_null = _run(arrays, patch)
-    # 12 samples of about 25 cells (< 40 landmarks), refitted in 3 permutations.
-    assert len(caches) == 1 and len(caches[0].entries) == 12 and caches[0].hits == 2 * 12
+    # 12 samples of about 25 cells (< 40 landmarks): fitted with the real labels, then
+    # refitted from the cache in each of 3 permutations.
+    assert len(caches) == 1 and len(caches[0].entries) == 12 and caches[0].hits == 3 * 12
     with monkeypatch.context() as patch:
-        patch.setattr(sample_variance, "uses_cell_space", lambda n_cells, n_landmarks: False)
+        for module in (sample_variance, pooled_refits):
+            patch.setattr(module, "uses_cell_space", lambda n_cells, n_landmarks: False)
         slow, slow_null = _run(arrays, patch)
     np.testing.assert_allclose(fast_null, slow_null, rtol=1e-8)
     assert list(fast.values) == list(slow.values)

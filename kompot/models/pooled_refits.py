@@ -1,26 +1,28 @@
-"""The permutation null's refits, from what all permutations share.
+"""Fits of the pooled cells under any labels, from what all labellings share.
 
-Every permutation of the DE null (:func:`~kompot.models.gene_blocks.fit_gene_block`,
-:func:`~kompot.models.null.expression_null_distances`) refits both
-conditions -- and, with replicates, every sample -- on the same cells, with
-the same landmarks, length scale and pooled prior; only the labels differ.
-:class:`NullRefits` computes once what does not depend on the labels: the
+A DE run fits both conditions -- and, with replicates, every sample -- to
+the pooled cells of the two conditions: once with the real labels and once
+per permutation of the null (:func:`~kompot.models.gene_blocks.fit_gene_block`,
+:func:`~kompot.models.null.expression_null_distances`), always with the same
+landmarks, length scale and pooled prior; only the labels differ.
+:class:`PooledRefits` computes once what does not depend on the labels: the
 whitened kernel of every cell (:class:`~kompot.core.cell_basis.CellBasis`),
-the sums ``A A^T`` and ``A Y`` over all cells or over each sample, and each
-sample's own factor and leverages. A permutation then needs no kernel, no
-whitening solve and no first pass over the cells:
+the sums ``A A^T`` and ``A Y`` over all cells or over each sample, each
+sample's own factor and leverages, and from them the pooled fit (the prior
+of every other fit). A labelling then needs no kernel, no whitening solve
+and no first pass over the cells:
 
-* whole samples are reassigned, so a condition's sums are the sum of its
+* whole samples are assigned, so a condition's sums are the sum of its
   samples' sums, and a sample with more cells than landmarks keeps its own
-  system ``I + A A^T / sigma^2`` in every permutation (only its prior mean,
+  system ``I + A A^T / sigma^2`` in every labelling (only its prior mean,
   its condition's fit, changes);
-* cells permuted one by one: the sums of the smaller condition are taken
+* cells labelled one by one: the sums of the smaller condition are taken
   over its cells, the other condition's are the total minus them.
 
 Only the empirical-variance pass, whose squared residuals depend on each
 fit, still visits the cells, once for both a condition and its samples.
 The fits equal those of :meth:`DifferentialExpression.fit` up to the order
-of summation (``tests/models/test_null_refits.py``); refits this does not
+of summation (``tests/models/test_pooled_refits.py``); fits this does not
 cover (covariates, predictors given, a condition with fewer than two
 samples, ...) are left to :meth:`DifferentialExpression.fit`.
 """
@@ -49,32 +51,35 @@ from .sample_variance import MIN_SAMPLE_CELLS, SampleVarianceEstimator
 
 # Share of kompot.settings.memory_budget that the kept whitened kernel and
 # the samples' sums may take (a gene block's data take GENE_BLOCK_SHARE).
-NULL_CACHE_SHARE = 0.25
+CACHE_SHARE = 0.25
 _DE_KWARGS = {"n_landmarks", "use_empirical_variance", "random_state", "batch_size", "eps",
               "use_sample_variance"}
 _FIT_KWARGS = {"sigma", "ls", "ls_factor", "landmarks", "allow_single_condition_variance",
                "mean_weights", "variance_mean_weights", "jitter"}
 
 
-def null_refits(X, Y, samples, de_kwargs: dict, fit_kwargs: dict, genes: np.ndarray,
-                bases: ReplicateBases | None = None):
-    """:class:`NullRefits` of the pooled cells, or ``None`` where refits need the general path.
+def pooled_refits(X, Y, samples, de_kwargs: dict, fit_kwargs: dict, genes: np.ndarray,
+                  bases: ReplicateBases | None = None):
+    """:class:`PooledRefits` of the pooled cells, or ``None`` where fits need the general path.
 
     ``X``, ``Y`` and ``samples`` (a label per cell, or ``None``) are the
-    pooled cells in the order the permutations' masks refer to; ``genes``
-    (sorted) every gene that some permutation refits; ``bases`` the cache of
-    the cell-space samples' factors (shared with refits of the general path).
-    The shortcut needs the
-    real run's landmarks, length scale and pooled prior weights in
-    ``fit_kwargs``, the empirical variance on, and no other options.
+    pooled cells in the order the labellings' masks refer to; ``genes``
+    (sorted) every gene that some labelling fits; ``bases`` the cache of
+    the cell-space samples' factors (shared with fits of the general path).
+    The shortcut needs the run's landmarks and length scale in
+    ``fit_kwargs``, the empirical variance on, and no other options. The
+    pooled prior (``mean_weights`` and ``variance_mean_weights``) is taken
+    from ``fit_kwargs`` when both are given there, else fitted to the cells.
     """
     if set(de_kwargs) - _DE_KWARGS or set(fit_kwargs) - _FIT_KWARGS:
         return None
     if not de_kwargs.get("use_empirical_variance", True):
         return None
-    needed = ("landmarks", "ls", "mean_weights", "variance_mean_weights")
-    if any(fit_kwargs.get(name) is None for name in needed):
+    if any(fit_kwargs.get(name) is None for name in ("landmarks", "ls")):
         return None
+    given = [fit_kwargs.get(name) is not None for name in ("mean_weights", "variance_mean_weights")]
+    if given[0] != given[1]:
+        return None  # a prior mean without its variance prior: the general path's own case
     wanted = de_kwargs.get("use_sample_variance")
     if wanted is False:
         samples = None
@@ -82,13 +87,13 @@ def null_refits(X, Y, samples, de_kwargs: dict, fit_kwargs: dict, genes: np.ndar
         return None  # DifferentialExpression.fit explains what is missing
     if samples is not None and np.unique(samples, return_counts=True)[1].min() < MIN_SAMPLE_CELLS:
         return None  # the general path skips those samples, with a warning
-    return NullRefits(X, Y, samples, de_kwargs, fit_kwargs, genes, bases)
+    return PooledRefits(X, Y, samples, de_kwargs, fit_kwargs, genes, bases)
 
 
-class NullRefits:
-    """Refits of fixed pooled cells under permuted labels; see the module docstring.
+class PooledRefits:
+    """Fits of fixed pooled cells under any labels; see the module docstring.
 
-    Build it with :func:`null_refits`; :meth:`fit` gives a permutation's
+    Build it with :func:`pooled_refits`; :meth:`fit` gives a labelling's
     fitted :class:`DifferentialExpression`.
     """
 
@@ -100,14 +105,19 @@ class NullRefits:
         self.ls = float(fit_kwargs["ls"])
         self.cov_func = matern52(self.ls)
         self.Lp = landmark_cholesky(self.landmarks, self.cov_func, self.jitter)
-        self.mean_weights = np.asarray(fit_kwargs["mean_weights"], np.float64)
-        self.variance_mean_weights = np.asarray(fit_kwargs["variance_mean_weights"], np.float64)
         self.genes = np.asarray(genes)
-        self.X, self.Y = np.asarray(X, np.float64), take_genes(Y, self.genes)
+        # The pooled fit's (mean weights, variance weights) of self.genes; fitted on first use
+        # when not given.
+        self._priors = None
+        if fit_kwargs.get("mean_weights") is not None:
+            self._priors = tuple(np.asarray(fit_kwargs[name], np.float64)[:, self.genes]
+                                 for name in ("mean_weights", "variance_mean_weights"))
+        all_genes = np.array_equal(self.genes, np.arange(Y.shape[1]))
+        self.X, self.Y = np.asarray(X, np.float64), Y if all_genes else take_genes(Y, self.genes)
         # Cell-space samples' factors, as the general path keeps them.
         self.bases = ReplicateBases() if bases is None else bases
         self._h: dict[int, np.ndarray] = {}  # leverages of landmark-space samples' blocks
-        budget = int(settings.memory_budget * NULL_CACHE_SHARE)
+        budget = int(settings.memory_budget * CACHE_SHARE)
         batch = max(int(self.de_kwargs.get("batch_size", 500)), 2000)
         if samples is None:
             self.labels = self.codes = None
@@ -155,18 +165,47 @@ class NullRefits:
                                  what="expression GP system") if m_space[k] else None
                    for k in range(n_units)]
 
+    # ------------------------------------------------------------ pooled
+    def priors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pooled fit's mean and variance weights (landmarks x ``genes``).
+
+        Given to :func:`pooled_refits`, or fitted here once to all the cells
+        together, as :meth:`DifferentialExpression.fit` fits its pooled prior.
+        """
+        if self._priors is None:
+            fit = self._pooled_fit()
+            self._priors = (fit.weights, fit.variance_weights)
+        return self._priors
+
+    def _pooled_fit(self):
+        """All the cells fitted together (prior mean 0) from the units' sums, with its empirical variance."""
+        pos = np.arange(len(self.genes))
+        units = range(len(self.AAt))
+        AAt = sum(self.AAt[k] for k in units)
+        fit = self._from_sums(AAt, sum(self._unit_products(k, pos, self.Y) for k in units), None,
+                              int(self.n_cells.sum()))
+        whitened_weights = self.Lp.T @ fit.weights
+        smoothed = np.zeros(fit.weights.shape)
+        for b, rows in enumerate(self.basis.blocks):
+            smoothed += smoothed_squared_residuals(self.basis.whitened(b), fit.LB,
+                                                   whitened_weights, dense_rows(self.Y, rows),
+                                                   self.sigma)
+        set_empirical_variance(fit, smoothed, AAt, None)
+        return fit
+
     # -------------------------------------------------------------- refit
     def fit(self, mask: np.ndarray, samples1, samples2, genes: np.ndarray):
         """Both conditions fitted with condition 1 the cells of ``mask``, to ``genes``.
 
-        ``genes`` (sorted) index the genes of ``Y``; ``samples1``/``samples2``
-        are the permutation's sample labels (``None`` when it permutes cells).
-        Returns a fitted :class:`DifferentialExpression`, or ``None`` when this
-        permutation needs the general path.
+        ``genes`` (sorted) are indices into the ``genes`` this object was
+        built for; ``samples1``/``samples2`` are the labelling's sample labels
+        (``None`` when it labels cells one by one). Returns a fitted
+        :class:`DifferentialExpression`, or ``None`` when this labelling
+        needs the general path.
         """
         pos = np.searchsorted(self.genes, genes)
         Y = take_genes(self.Y, pos)
-        priors = (self.mean_weights[:, genes], self.variance_mean_weights[:, genes])
+        priors = tuple(p[:, pos] for p in self.priors())
         if self.codes is None:
             return self._fit_cells(np.asarray(mask, bool), pos, Y, priors)
         if samples1 is None or samples2 is None:

@@ -1,9 +1,10 @@
-"""The null's shared refits (:mod:`kompot.models.null_refits`) equal refits from the cells.
+"""Fits from the pooled cells' shared sums (:mod:`kompot.models.pooled_refits`) equal fits
+from the cells.
 
-The reference refits each permutation the way the null did before the
-shortcut: a fresh :class:`DifferentialExpression` fitted to the permuted
-cells (pooled prior, landmarks and length scale of the real run), its
-distances moderated by the real run's replicate prior.
+The reference fits each labelling the way the analysis did before the
+shortcut: a fresh :class:`DifferentialExpression` fitted to the cells (for a
+permutation: with the pooled prior, landmarks and length scale of the real
+run), its distances moderated by the real run's replicate prior.
 """
 
 import numpy as np
@@ -16,7 +17,7 @@ from kompot import DifferentialExpression
 from kompot.core.cell_rows import CellRows
 from kompot.models import gene_blocks, run_differential_expression
 from kompot.models.null import label_partitions
-from kompot.models.null_refits import null_refits
+from kompot.models.pooled_refits import pooled_refits
 from kompot.models.replicate_prior import learn_replicate_prior, replicate_distances
 
 DE_KWARGS = dict(n_landmarks=30, random_state=0, batch_size=500)
@@ -84,7 +85,7 @@ def test_shared_refits_equal_refits_from_cells(data, with_samples, storage):
     prior = learn_replicate_prior(real) if with_samples else None
     genes_per_permutation = [np.arange(16), np.arange(0, 16, 2), np.array([1, 5, 7, 14])]
     stored = Y if storage == "dense" else CellRows(sparse.csr_matrix(Y))
-    refits = null_refits(X, stored, samples if with_samples else None, DE_KWARGS, fit_kwargs,
+    refits = pooled_refits(X, stored, samples if with_samples else None, DE_KWARGS, fit_kwargs,
                          np.arange(16))
     assert refits is not None
     for (mask, s1, s2), genes in zip(_partitions(data, with_samples), genes_per_permutation,
@@ -100,15 +101,41 @@ def test_shared_refits_equal_refits_from_cells(data, with_samples, storage):
                                            want_v.low_rank_factor(X[:40]), rtol=1e-8, atol=1e-11)
 
 
+@pytest.mark.parametrize("storage", ["dense", "cell rows"])
+@pytest.mark.parametrize("with_samples", [False, True], ids=["cells", "samples"])
+def test_real_labels_fit_with_its_own_pooled_prior_equals_the_fit(data, with_samples, storage):
+    """Without a prior given, the pooled fit comes from the shared sums too, as fit() makes it."""
+    X, treated, Y, samples = data
+    want_de, fit_kwargs = _real_fit(data, with_samples)
+    stored = Y if storage == "dense" else CellRows(sparse.csr_matrix(Y))
+    no_prior = {k: v for k, v in fit_kwargs.items()
+                if k not in ("mean_weights", "variance_mean_weights")}
+    refits = pooled_refits(X, stored, samples if with_samples else None, DE_KWARGS, no_prior,
+                           np.arange(16))
+    s = (samples[~treated], samples[treated]) if with_samples else (None, None)
+    de = refits.fit(~treated, *s, np.arange(16))
+    np.testing.assert_allclose(de.prior_mean_weights_, want_de.prior_mean_weights_,
+                               rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(de.prior_variance_weights_, want_de.prior_variance_weights_,
+                               rtol=1e-9, atol=1e-11)
+    prior = learn_replicate_prior(want_de) if with_samples else None
+    _check_equal(de, replicate_distances(de, prior), want_de, replicate_distances(want_de, prior))
+    if with_samples:
+        for got_m, want_m in ((de.model1_, want_de.model1_), (de.model2_, want_de.model2_)):
+            np.testing.assert_allclose(got_m.variance_estimator.low_rank_factor(X[:40]),
+                                       want_m.variance_estimator.low_rank_factor(X[:40]),
+                                       rtol=1e-8, atol=1e-11)
+
+
 def test_blocks_beyond_the_memory_budget_are_recomputed(data, monkeypatch):
     """With no room to keep the whitened kernel or the samples' sums, the refits are the same."""
     X, treated, Y, samples = data
     real, fit_kwargs = _real_fit(data, True)
     mask, s1, s2 = _partitions(data, True, n=1)[0]
     genes = np.arange(16)
-    roomy = null_refits(X, Y, samples, DE_KWARGS, fit_kwargs, genes)
+    roomy = pooled_refits(X, Y, samples, DE_KWARGS, fit_kwargs, genes)
     monkeypatch.setattr(kompot.settings, "memory_budget", 2**10)
-    tight = null_refits(X, Y, samples, DE_KWARGS, fit_kwargs, genes)
+    tight = pooled_refits(X, Y, samples, DE_KWARGS, fit_kwargs, genes)
     assert roomy.basis.kept_bytes > 0 and tight.basis.kept_bytes == 0
     assert all(a is not None for a in roomy.AY) and all(a is None for a in tight.AY)
     a = replicate_distances(roomy.fit(mask, s1, s2, genes), None)
@@ -120,15 +147,15 @@ def test_refits_it_cannot_share_are_left_to_the_general_path(data):
     X, treated, Y, samples = data
     _, fit_kwargs = _real_fit(data, True)
     genes = np.arange(16)
-    assert null_refits(X, Y, samples, {**DE_KWARGS, "use_empirical_variance": False},
+    assert pooled_refits(X, Y, samples, {**DE_KWARGS, "use_empirical_variance": False},
                        fit_kwargs, genes) is None
-    assert null_refits(X, Y, samples, DE_KWARGS, {**fit_kwargs, "mu": 1.0}, genes) is None
-    assert null_refits(X, Y, samples, DE_KWARGS, {**fit_kwargs, "mean_weights": None},
+    assert pooled_refits(X, Y, samples, DE_KWARGS, {**fit_kwargs, "mu": 1.0}, genes) is None
+    assert pooled_refits(X, Y, samples, DE_KWARGS, {**fit_kwargs, "mean_weights": None},
                        genes) is None
     one_cell = samples.copy()
     one_cell[0] = "alone"  # the general path skips it, with a warning
-    assert null_refits(X, Y, one_cell, DE_KWARGS, fit_kwargs, genes) is None
-    refits = null_refits(X, Y, samples, DE_KWARGS, fit_kwargs, genes)
+    assert pooled_refits(X, Y, one_cell, DE_KWARGS, fit_kwargs, genes) is None
+    refits = pooled_refits(X, Y, samples, DE_KWARGS, fit_kwargs, genes)
     mask = np.isin(samples, np.unique(samples[~treated])[:1])  # one sample against the rest
     assert refits.fit(mask, samples[mask], samples[~mask], genes) is None
     split = ~treated & (np.arange(len(X)) % 2 == 0)  # samples split across the conditions
@@ -137,7 +164,7 @@ def test_refits_it_cannot_share_are_left_to_the_general_path(data):
 
 @pytest.mark.parametrize("with_samples", [False, True], ids=["cells", "samples"])
 def test_analysis_null_equals_refits_from_cells(data, with_samples, monkeypatch):
-    """End to end: the analysis' pooled null with the shortcut equals the general path's."""
+    """End to end: the real fit and the null with the shortcut equal the general path's."""
     X, treated, Y, samples = data
     nulls = []
     pooled_null = gene_blocks.pooled_null
@@ -155,13 +182,15 @@ def test_analysis_null_equals_refits_from_cells(data, with_samples, monkeypatch)
 
     shared = run()
     used = []
-    real_refits = gene_blocks.null_refits
-    monkeypatch.setattr(gene_blocks, "null_refits",
+    real_refits = gene_blocks.pooled_refits
+    monkeypatch.setattr(gene_blocks, "pooled_refits",
                         lambda *a, **k: used.append(real_refits(*a, **k)) and None)
     general = run()
     assert used and used[0] is not None  # the shortcut applied, and was switched off
     np.testing.assert_allclose(nulls[0], nulls[1], rtol=1e-10)
-    np.testing.assert_allclose(shared.values["pvalue"], general.values["pvalue"], rtol=1e-10)
+    for name in ("mahalanobis", "mean_lfc", "pvalue"):
+        np.testing.assert_allclose(shared.values[name], general.values[name], rtol=1e-10,
+                                   atol=1e-13, err_msg=name)
 
 
 def test_expression_null_distances_equal_refits_from_cells(data, monkeypatch):
@@ -178,5 +207,5 @@ def test_expression_null_distances_equal_refits_from_cells(data, monkeypatch):
             fit_kwargs=fit_kwargs)
 
     shared = distances()
-    monkeypatch.setattr(null, "null_refits", lambda *args, **kwargs: None)
+    monkeypatch.setattr(null, "pooled_refits", lambda *args, **kwargs: None)
     np.testing.assert_allclose(shared, distances(), rtol=1e-10)
