@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core import precision
 from ..core.blocks import block_slices
 from ..core.fdr import fdr_dataframe
 from ..core.landmarks import shared_hyperparameters
@@ -187,7 +188,7 @@ def run_differential_expression(
             fit_kwargs=dict(sigma=sigma, ls=ls, ls_factor=ls_factor, landmarks=landmarks,
                             allow_single_condition_variance=allow_single_condition_variance),
             layers=layers, predict_chunk=predict_chunk, null=null, layer_store=store,
-            covariates=covariates,
+            covariates=covariates, precision=precision.resolved(int(mask1.sum() + mask2.sum())),
             keep_model=in_process and len(blocks) == 1,
             progress=progress and in_process and len(blocks) == 1)
         if moderate_replicates:
@@ -256,8 +257,10 @@ def run_smoothed_expression(
     store = layer_store_for(layer_store, X.shape[0], Y.shape[1], 2)
     model = ExpressionModel(n_landmarks=n_landmarks, use_empirical_variance=use_empirical_variance,
                             random_state=random_state, batch_size=batch_size)
-    model.fit(X[np.asarray(mask, bool)], Y, sigma=sigma, ls=ls, ls_factor=ls_factor,
-              landmarks=landmarks, sample_indices=sample_indices)
+    mask = np.asarray(mask, bool)
+    with precision.using(precision.resolved(int(mask.sum()))):
+        model.fit(X[mask], Y, sigma=sigma, ls=ls, ls_factor=ls_factor, landmarks=landmarks,
+                  sample_indices=sample_indices)
     chunk = predict_chunk_size(X.shape[0], Y.shape[1], True, n_landmarks=len(model.landmarks_))
     values = _smoothed_in_chunks(model, X, Y.shape[1], chunk, store, progress)
     return AnalysisResult(SMOOTH_SCHEMA, values, dict(landmarks=model.landmarks_, ls=model.ls_),

@@ -22,6 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._settings import settings
+from ..core import precision
 from ..core.blocks import block_slices
 from ..core.cell_rows import stack_rows, take_genes, take_rows
 from ..core.covariates import identifiable
@@ -108,6 +109,7 @@ class GeneBlockPlan:
     keep_model: bool = False
     progress: bool = False
     replicate_prior: ReplicatePrior | None = None  # moderates every gene's replicate covariance
+    precision: str = "double"  # of the empirical-variance passes (kompot.core.precision)
     # Learn that prior from the pilot genes of the block's own fit (the one block holds all genes).
     learn_replicate_prior: bool = False
 
@@ -162,7 +164,11 @@ def fit_gene_block(plan: GeneBlockPlan, block) -> dict:
     arrays), ``null`` (the block's distances per permutation,
     with a null plan) and ``model`` (the fitted model, when the plan keeps it).
     """
-    genes, Y1, Y2 = block
+    with precision.using(plan.precision):
+        return _computed_block(plan, *block)
+
+
+def _computed_block(plan: GeneBlockPlan, genes: slice, Y1, Y2) -> dict:
     X, mask1, mask2 = plan.X, plan.mask1, plan.mask2
     refits = _pooled_refits(plan, Y1, Y2)
     model = _fitted_model(plan, Y1, Y2, refits)
@@ -216,7 +222,8 @@ def with_replicate_prior(plan: GeneBlockPlan, Y1, Y2, n_blocks: int) -> GeneBloc
     if n_blocks == 1:
         return replace(plan, learn_replicate_prior=True)
     Y1, Y2 = (take_genes(Y, pilot_genes(Y1.shape[1])) for Y in (Y1, Y2))
-    pilot = _fitted_model(plan, Y1, Y2, _pooled_refits(plan, Y1, Y2))
+    with precision.using(plan.precision):
+        pilot = _fitted_model(plan, Y1, Y2, _pooled_refits(plan, Y1, Y2))
     return replace(plan, replicate_prior=learn_replicate_prior(pilot))
 
 
