@@ -5,6 +5,8 @@
     python benchmarks/scale.py --sizes 10000x2000 --repeats 1
     python benchmarks/scale.py --sizes 100000x2000 --layers-on-disk /scratch/kompot
     python benchmarks/scale.py --sizes 200000x1000 --compute-backend jax:gpu   # on a GPU
+    python benchmarks/scale.py --sizes 200000x1000 --precision double   # variance passes in
+                                               # float64 (default "auto": mixed from 50k cells)
     python benchmarks/scale.py --report        # RESULTS.md section and figure from the cache
     nox -s bench -- --scale                    # the default sizes
 
@@ -67,7 +69,9 @@ DE_FRACTION = 0.05
 BLOCK = 50_000  # cells generated at once
 # Calls of the DE analysis timed as its stages: (stage, module or class, attribute);
 # a call nested in another one counts in the outer one only.
-DE_STAGES = (("fit", "DifferentialExpression", "fit"),
+DE_STAGES = (("fit", "DifferentialExpression", "fit"),  # runs before the pooled refits' fit
+             ("fit", "gene_blocks", "_pooled_refits"),
+             ("fit", "gene_blocks", "_fitted_model"),
              ("predict", "gene_blocks", "predict_in_chunks"),
              ("mahalanobis", "DifferentialExpression", "compute_mahalanobis_distances"),
              ("null", "gene_blocks", "_block_null"))
@@ -166,17 +170,20 @@ def _timed_stages(stages: dict):
 
 
 def child(n_cells: int, n_genes: int, layers_dir: str | None = None,
-          compute_backend: str | None = None):
+          compute_backend: str | None = None, precision: str | None = None):
     """One size in this (fresh) process; prints one JSON line.
 
     ``layers_dir``: store the layers, on disk there; ``"memory"``: in memory.
-    ``compute_backend``: ``kompot.settings.compute_backend`` (default: numpy).
+    ``compute_backend``: ``kompot.settings.compute_backend`` (default: numpy);
+    ``precision``: ``kompot.settings.precision`` (default: its default).
     """
     sys.path.insert(0, str(HERE.parent))  # this checkout's kompot
     import kompot
 
     if compute_backend:
         kompot.settings.compute_backend = compute_backend
+    if precision:
+        kompot.settings.precision = precision
 
     in_memory = layers_dir == "memory"
     if layers_dir:
@@ -215,7 +222,8 @@ def child(n_cells: int, n_genes: int, layers_dir: str | None = None,
                da_called=int((adata.obs["kompot_da_C1_to_C2_lfc_direction"].astype(str)
                               != "neutral").sum()),
                kompot_version=kompot.__version__,
-               compute_backend=kompot.settings.compute_backend)
+               compute_backend=kompot.settings.compute_backend,
+               precision=kompot.settings.precision)
     if layers_dir and not in_memory:
         rec.update(_timed_write(adata, Path(layers_dir) / "scale_benchmark.h5ad"))
     print(json.dumps(rec), flush=True)
@@ -250,12 +258,16 @@ def _git(*args) -> str:
 
 def _label(rec) -> str:
     backend = rec.get("compute_backend", "numpy")
+    # Runs before kompot.settings.precision existed computed in double precision.
+    precision = rec.get("runs", [rec])[0].get("precision", "auto")
     return {"none": "", "on disk": ", layers on disk",
             "in memory": ", layers in memory"}[rec.get("layers", "none")] + (
-        f", {backend}" if backend != "numpy" else "")
+        f", {backend}" if backend != "numpy" else "") + (
+        f", precision {precision}" if precision != "auto" else "")
 
 
-def measure(sizes, repeats, blas_threads=None, layers_dir=None, compute_backend=None):
+def measure(sizes, repeats, blas_threads=None, layers_dir=None, compute_backend=None,
+            precision=None):
     RUNS.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if blas_threads:
@@ -272,6 +284,8 @@ def measure(sizes, repeats, blas_threads=None, layers_dir=None, compute_backend=
                 command += ["--layers-on-disk", layers_dir]
             if compute_backend:
                 command += ["--compute-backend", compute_backend]
+            if precision:
+                command += ["--precision", precision]
             proc = subprocess.run(command, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 print(f"{n_cells:,} x {n_genes:,}: failed\n{proc.stderr[-3000:]}", flush=True)
@@ -294,6 +308,7 @@ def measure(sizes, repeats, blas_threads=None, layers_dir=None, compute_backend=
                    command=" ".join(["python", "benchmarks/scale.py", *sys.argv[1:]]),
                    layers=runs[0]["layers"])
         suffix = {None: "", "memory": "_layers-memory"}.get(layers_dir, "_layers-disk")
+        suffix += f"_{precision}" if precision else ""
         (RUNS / f"n{n_cells}_g{n_genes}{suffix}.json").write_text(json.dumps(out, indent=1))
 
 
@@ -449,15 +464,19 @@ def main():
                         "'memory': store them in memory")
     p.add_argument("--compute-backend", default=None,
                    help="kompot.settings.compute_backend of the runs, e.g. jax:gpu (default: numpy)")
+    p.add_argument("--precision", default=None, choices=("auto", "double", "mixed"),
+                   help="kompot.settings.precision of the runs (default: kompot's default)")
     p.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        child(*a.child, layers_dir=a.layers_on_disk, compute_backend=a.compute_backend)
+        child(*a.child, layers_dir=a.layers_on_disk, compute_backend=a.compute_backend,
+              precision=a.precision)
         return
     sizes = ([tuple(int(x) for x in s.split("x")) for s in a.sizes] if a.sizes
              else list(SIZES)) + ([HUGE] if a.huge else [])
     if not a.report:
-        measure(sizes, a.repeats, a.blas_threads, a.layers_on_disk, a.compute_backend)
+        measure(sizes, a.repeats, a.blas_threads, a.layers_on_disk, a.compute_backend,
+                a.precision)
     report()
 
 
