@@ -14,7 +14,7 @@ import numpy as np
 from ..core.blocks import block_slices
 from ..core.density import fractal_dimension
 from ..core.fdr import zscore_fdr
-from ..core.landmarks import length_scale, nearest_neighbor_distances
+from ..core.landmarks import length_scale_of
 from ..core.stats import direction as call_direction
 from ..parallel import SerialExecutor, executor_for
 from ._schema import DA_SCHEMA, AnalysisResult
@@ -200,7 +200,7 @@ def _ratio(X, mask1, mask2, rule, *, landmarks, n_landmarks, ls, ls_factor, ampl
     """Fit the label model on both conditions; FDR over their cells only."""
     compared = mask1 | mask2
     if ls is None and ls_factor is not None:
-        ls = length_scale(nearest_neighbor_distances(X[compared]), ls_factor)
+        ls = length_scale_of(X[compared], ls_factor)
     model = DifferentialAbundanceRatio(
         n_landmarks=n_landmarks, ls=ls, amplitude=amplitude, fdr_threshold=rule.fdr,
         log_fold_change_threshold=rule.lfc, random_state=random_state, batch_size=batch_size,

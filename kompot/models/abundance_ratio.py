@@ -17,8 +17,7 @@ from ..core.kernel import kernel_matrix, matern52
 from ..core.landmarks import (
     DEFAULT_N_LANDMARKS,
     canonical_order,
-    length_scale,
-    nearest_neighbor_distances,
+    length_scale_of,
     select_landmarks,
 )
 from ..core.linalg import lower_solve, safe_cholesky
@@ -193,7 +192,7 @@ class DifferentialAbundanceRatio:
         U = select_landmarks(X, m, self.random_state) if landmarks is None else \
             np.asarray(landmarks, np.float64)
         offset = float(np.log(len(X2) / len(X1)))
-        base = length_scale(nearest_neighbor_distances(X), 1.0)
+        base = length_scale_of(X, 1.0)
         if self.ls is None or self.amplitude is None:
             ls, amplitude, evidence, w0 = self._search(X, y, U, offset, base)
         else:

@@ -22,7 +22,7 @@ from ..core.function_gp import fit_function, landmark_cholesky
 from ..core.kernel import kernel_matrix, matern52
 from ..core.landmarks import (
     DEFAULT_N_LANDMARKS,
-    length_scale,
+    length_scale_of,
     nearest_neighbor_distances,
     select_landmarks,
 )
@@ -162,7 +162,7 @@ class SampleVarianceEstimator:
         if cov_func is None:
             ls = kwargs.get("ls")
             if ls is None:
-                ls = length_scale(nearest_neighbor_distances(X), ls_factor)
+                ls = length_scale_of(X, ls_factor)
             cov_func = matern52(ls)
         jitter = kwargs.get("jitter", 1e-6)
         if self.estimator_type == "function":
