@@ -2,6 +2,7 @@
 
     python benchmarks/precision.py                      # seeds 0-4, 2,000 cells x 2,000 genes
     python benchmarks/precision.py --seeds 0 1 --n-genes 500 --no-write
+    python benchmarks/precision.py --reading bullets.md    # the section with its reading
 
 ``kompot.settings.precision = "mixed"`` computes the expression fits'
 empirical-variance passes in float32 products summed in float64; ``"auto"``
@@ -108,6 +109,7 @@ def main():
     p.add_argument("--n-cells", type=int, default=2000)
     p.add_argument("--n-genes", type=int, default=2000)
     p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    p.add_argument("--reading", default=None, help="file with the reading bullets (markdown)")
     a = p.parse_args()
     sys.path.insert(0, str(HERE.parent))  # this checkout's kompot
     t0 = time.perf_counter()
@@ -116,9 +118,21 @@ def main():
         results[seed] = run_seed(seed, a.n_cells, a.n_genes)
         print(seed, results[seed], flush=True)
     text = section(results, a.seeds, a.n_cells, a.n_genes, time.perf_counter() - t0)
+    reading = Path(a.reading).read_text() if a.reading else previous_reading()
+    text += "\n### Reading (mixed precision)\n\n" + reading.strip() + "\n"
     print(text)
     if not a.no_write:
         write_section(TITLE, text, HERE / "RESULTS.md")
+
+
+def previous_reading() -> str:
+    """The reading of the section already in RESULTS.md, flagged for a re-check."""
+    current = (HERE / "RESULTS.md").read_text()
+    own = current.split(TITLE, 1)[1].split("\n## ", 1)[0] if TITLE in current else ""
+    if "### Reading (mixed precision)" not in own:
+        return "- (no reading given)"
+    return ("- (Re-run: check the reading below against the new table.)\n"
+            + own.split("### Reading (mixed precision)", 1)[1].strip())
 
 
 if __name__ == "__main__":
