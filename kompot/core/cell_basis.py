@@ -12,6 +12,8 @@ products with the kept blocks, taken column by column (:func:`columns`).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import backend
@@ -41,6 +43,7 @@ class CellBasis:
         self._device_cache = {} if backend.uses_jax() and _is_plain_matern52(cov_func) else None
         self._kept: dict[int, object] = {}
         self._room = int(max_bytes)
+        self._lock = threading.Lock()  # the null's permutations may run in threads
 
     @property
     def on_device(self) -> bool:
@@ -58,10 +61,10 @@ class CellBasis:
         if A is None:
             A = _whitened(self.X[self.blocks[b]], self.Lp, self.cov_func, self.landmarks,
                           self._device_cache)
-            size = A.nbytes
-            if size <= self._room:
-                self._kept[b] = A
-                self._room -= size
+            with self._lock:
+                if b not in self._kept and A.nbytes <= self._room:
+                    self._kept[b] = A
+                    self._room -= A.nbytes
         return A
 
 

@@ -13,6 +13,7 @@ condition, whose fit is their prior mean) only redo the gene-sized products.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,6 +77,8 @@ class ReplicateBases:
     max_bytes: int = REPLICATE_CACHE_BYTES
     entries: dict = field(default_factory=dict)
     hits: int = 0
+    # The null's permutations may run in threads that share this cache.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def basis(self, label, K, Lp, sigma) -> ReplicateBasis:
         """The basis of sample ``label`` with kernel ``K`` to the landmarks (built if needed)."""
@@ -83,12 +86,14 @@ class ReplicateBases:
         if held is not None:
             basis, held_Lp, held_sigma = held
             if held_sigma == sigma and np.array_equal(held_Lp, Lp) and np.array_equal(basis.K, K):
-                self.hits += 1
+                with self._lock:
+                    self.hits += 1
                 return basis
         basis = replicate_basis(K, Lp, sigma)
-        used = sum(b.nbytes for b, _, _ in self.entries.values() if b is not basis)
-        if used + basis.nbytes <= self.max_bytes:
-            self.entries[label] = (basis, Lp, sigma)
+        with self._lock:
+            used = sum(b.nbytes for b, _, _ in self.entries.values() if b is not basis)
+            if used + basis.nbytes <= self.max_bytes:
+                self.entries[label] = (basis, Lp, sigma)
         return basis
 
 

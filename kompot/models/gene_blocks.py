@@ -15,10 +15,14 @@ null's median rescaling (:func:`pooled_null`) and the FDR.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .._settings import settings
@@ -307,20 +311,39 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice,
                   variance_mean_weights=model.prior_variance_weights_)
     bases = ReplicateBases() if refits is None else refits.bases
     block_genes = [d[(d >= genes.start) & (d < genes.stop)] - genes.start for d in null.genes]
-    Y = refits.Y if refits is not None else None  # the pooled cells' expression
-    out = []
-    draws = zip(null.partitions, block_genes, strict=True)
-    for (mask, s1, s2), local in tqdm(draws, total=len(null.genes), desc="null permutations",
-                                      disable=not plan.progress, leave=False):
+    Y = [refits.Y if refits is not None else None]  # the pooled cells' expression, once made
+
+    def distances(draw) -> np.ndarray:
+        (mask, s1, s2), local = draw
         if local.size == 0:
-            out.append(np.empty(0))
-            continue
+            return np.empty(0)
         de = None if refits is None else refits.fit(mask, s1, s2, local)
         if de is None:
-            Y = _pooled_rows(plan, Y1, Y2) if Y is None else Y
-            de = _refit_from_cells(plan, Y, (mask, s1, s2), local, priors, bases)
-        out.append(replicate_distances(de, prior))
-    return out
+            Y[0] = _pooled_rows(plan, Y1, Y2) if Y[0] is None else Y[0]
+            de = _refit_from_cells(plan, Y[0], (mask, s1, s2), local, priors, bases)
+        return replicate_distances(de, prior)
+
+    draws = list(zip(null.partitions, block_genes, strict=True))
+    bar = dict(total=len(draws), desc="null permutations", disable=not plan.progress, leave=False)
+    workers = min(len(draws), null_threads())
+    if refits is None or workers < 2:
+        return [distances(draw) for draw in tqdm(draws, **bar)]
+    # The shared refits' permutations are independent given what they share: one
+    # per core, each with single-threaded BLAS (threaded BLAS on these blocks gains
+    # little), gives the same distances as one after another.
+    refits.priors()  # fitted once before the threads read it
+    # Each task runs in a copy of this thread's context (the precision in use).
+    tasks = [(contextvars.copy_context(), draw) for draw in draws]
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        return list(tqdm(pool.map(lambda task: task[0].run(distances, task[1]), tasks), **bar))
+
+
+def null_threads() -> int:
+    """Threads that compute a block's null permutations at once: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _refit_from_cells(plan: GeneBlockPlan, Y, partition, local, priors: dict, bases):

@@ -209,3 +209,30 @@ def test_expression_null_distances_equal_refits_from_cells(data, monkeypatch):
     shared = distances()
     monkeypatch.setattr(null, "pooled_refits", lambda *args, **kwargs: None)
     np.testing.assert_allclose(shared, distances(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["double", "auto-mixed"])
+def test_null_permutations_in_threads_equal_one_after_another(data, monkeypatch, mixed):
+    """Threads share the refits' caches and carry the run's precision: the same null, bit for bit.
+
+    ``"auto"`` resolved to mixed by the run holds only in its own context,
+    which the threads must be handed.
+    """
+    X, treated, Y, samples = data
+    from kompot.core import precision
+
+    monkeypatch.setattr(precision, "AUTO_MIXED_CELLS", 100 if mixed else 10**9)
+    nulls = []
+    pooled_null = gene_blocks.pooled_null
+    monkeypatch.setattr(gene_blocks, "pooled_null",
+                        lambda parts, rescale: nulls.append(pooled_null(parts, rescale)) or nulls[-1])
+    runs = []
+    for threads in (1, 3):
+        monkeypatch.setattr(gene_blocks, "null_threads", lambda threads=threads: threads)
+        runs.append(run_differential_expression(
+            X, ~treated, treated, Y[~treated], Y[treated], n_landmarks=30, n_permutations=4,
+            condition1_sample_indices=samples[~treated], condition2_sample_indices=samples[treated],
+            layers=False, client=False).values)
+    np.testing.assert_array_equal(nulls[0], nulls[1])
+    np.testing.assert_array_equal(runs[0]["pvalue"], runs[1]["pvalue"])
+
