@@ -14,6 +14,7 @@ with ``pip install 'kompot[dask]'``).
 
 from __future__ import annotations
 
+import os
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +25,14 @@ from tqdm.auto import tqdm
 from ._settings import checked_client, settings
 
 _INSTALL_HINT = "pip install 'kompot[dask]' (dask and distributed)"
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity), for threads that each run single-threaded BLAS."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class SerialExecutor:

@@ -44,7 +44,6 @@ replicate variance dominates ``A``.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +55,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .._warnings import KompotRuntimeWarning
+from ..parallel import available_cores
 from . import backend
 from .linalg import ADVICE as _ADVICE
 from .linalg import jittered_cholesky
@@ -127,14 +127,6 @@ def _woodbury_finish(z: np.ndarray, W: np.ndarray) -> np.ndarray:
     Ls = np.linalg.cholesky(S)
     s = np.linalg.solve(Ls, y[..., None])[..., 0]
     return perp2 + np.einsum("br,br->b", s, s)
-
-
-def _worker_count() -> int:
-    """CPU cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _blocks(n: int, size: int, progress: bool, desc: str) -> Iterator[slice]:
@@ -357,7 +349,7 @@ def _per_gene_factor_path(
     # One gene per worker thread with single-threaded BLAS: LAPACK releases the
     # GIL, and threaded BLAS on these mid-sized factorisations scales poorly
     # (and collapses when other processes share the cores).
-    workers = _worker_count()
+    workers = available_cores()
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
         for sl in _blocks(G, batch_size, progress, "Mahalanobis (per-gene Cholesky)"):
             results = list(pool.map(whiten, range(sl.start, sl.stop)))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -32,6 +31,7 @@ from ..core.cell_rows import stack_rows, take_genes, take_rows
 from ..core.covariates import identifiable
 from ..core.replicate_fits import ReplicateBases
 from ..core.replicate_moderation import ReplicatePrior
+from ..parallel import available_cores
 from .covariate_adjustment import adjust_for_covariates, adjusted_pair, state_groups
 from .differential_expression import DifferentialExpression
 from .layer_store import LayerStore, read_layers, store_chunk_rows
@@ -340,10 +340,7 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice,
 
 def null_threads() -> int:
     """Threads that compute a block's null permutations at once: the cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
+    return available_cores()
 
 
 def _refit_from_cells(plan: GeneBlockPlan, Y, partition, local, priors: dict, bases):
