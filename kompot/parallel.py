@@ -14,12 +14,17 @@ with ``pip install 'kompot[dask]'``).
 
 from __future__ import annotations
 
+import contextvars
 import os
+import sys
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from ._settings import checked_client, settings
@@ -33,6 +38,70 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+# Set inside the threads of thread_map, so that work nested in them runs in that thread alone.
+_in_thread: contextvars.ContextVar[bool] = contextvars.ContextVar("kompot_in_thread",
+                                                                   default=False)
+
+
+def thread_count() -> int:
+    """Threads kompot may run here at once, each with single-threaded BLAS.
+
+    The cores this process may use, shared among the tasks a Dask worker
+    runs at once; 1 inside a thread of :func:`thread_map` (its threads
+    already occupy the cores).
+    """
+    if _in_thread.get():
+        return 1
+    return max(1, available_cores() // _dask_worker_threads())
+
+
+def _dask_worker_threads() -> int:
+    """Tasks the Dask worker running this code runs at once (1 outside a worker)."""
+    if "distributed" not in sys.modules:  # never imported: not on a worker
+        return 1
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return 1
+
+
+def thread_map(func: Callable, items: Iterable, threads: int | None = None) -> Iterator:
+    """``func(item)`` for each item, yielded in the items' order, computed in threads.
+
+    Up to ``threads`` (default :func:`thread_count`) items are computed at
+    once, each thread with single-threaded BLAS and a copy of the caller's
+    context (settings held in context variables, such as the precision in
+    use, carry over). At most twice as many results as threads wait to be
+    taken, so memory stays bounded however many items there are. Results
+    come in order, so a caller that sums them gets the same numbers as a
+    loop, whatever the number of threads. With one thread it is that loop.
+    """
+    threads = thread_count() if threads is None else max(1, int(threads))
+    if threads < 2:
+        yield from map(func, items)
+        return
+
+    def run(context, item):
+        return context.run(_in_this_thread, func, item)
+
+    items = iter(items)
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        pending = deque()
+        for item in items:
+            pending.append(pool.submit(run, contextvars.copy_context(), item))
+            if len(pending) >= 2 * threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _in_this_thread(func: Callable, item):
+    _in_thread.set(True)
+    return func(item)
 
 
 class SerialExecutor:
@@ -138,4 +207,4 @@ def executor_for(client=None) -> Iterator[SerialExecutor | DaskExecutor]:
         connected.close()
 
 
-__all__ = ["DaskExecutor", "SerialExecutor", "executor_for"]
+__all__ = ["DaskExecutor", "SerialExecutor", "executor_for", "thread_count", "thread_map"]

@@ -22,6 +22,8 @@ import numpy as np
 from scipy.special import gammaln
 
 from .._warnings import KompotRuntimeWarning
+from ..parallel import thread_map
+from . import precision
 from .blocks import block_slices
 from .kernel import kernel_matrix
 from .linalg import lower_solve, safe_cholesky, upper_solve
@@ -104,15 +106,24 @@ class WhitenedKernelBlocks:
         n, m = X.shape[0], landmarks.shape[0]
         self.slices = list(block_slices(n, batch_size))
         self.cache = None
-        if n * m * 8 <= _KERNEL_CACHE_BYTES:
-            self.cache = [self._compute(s) for s in self.slices]
+        # Kept in double, or in mixed precision in single when only that fits: every
+        # pass then uses the same rounded kernel, in double arithmetic, instead of
+        # computing the kernel and its solve again (the costliest part of a pass).
+        dtype = np.float64 if n * m * 8 <= _KERNEL_CACHE_BYTES else np.float32
+        if n * m * np.dtype(dtype).itemsize <= _KERNEL_CACHE_BYTES and (
+                dtype == np.float64 or precision.is_mixed()):
+            self.cache = list(thread_map(lambda s: self._compute(s).astype(dtype, copy=False),
+                                         self.slices))
 
     def _compute(self, s):
         return lower_solve(self.Lp, kernel_matrix(self.cov_func, self.X[s], self.U).T).T
 
     def __iter__(self):
         for i, s in enumerate(self.slices):
-            yield s, (self.cache[i] if self.cache is not None else self._compute(s))
+            if self.cache is None:
+                yield s, self._compute(s)
+            else:
+                yield s, self.cache[i].astype(np.float64, copy=False)
 
 
 def gradient_and_hessian(blocks, residual: np.ndarray, curvature: np.ndarray, m: int):

@@ -7,6 +7,7 @@ symmetric: swapping condition 1 and 2 negates every fold change exactly.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -92,23 +93,47 @@ def length_scale_of(X: np.ndarray, ls_factor: float = 10.0) -> float:
     Each distance is exact (to the nearest of all cells); with more than
     :data:`LENGTH_SCALE_MAX_CELLS` cells the mean of their logarithms is
     taken over that many cells, evenly spaced in :func:`canonical_order`,
-    so that which cells does not depend on the rows' order.
+    so that which cells does not depend on the rows' order. The mean is
+    remembered for the last few sets of cells, in any row order: an
+    analysis's abundance and expression steps ask for the same cells.
     """
+    _check_ls_factor(ls_factor)
     X = np.asarray(X, dtype=np.float64)
-    rows = None
-    if X.shape[0] > LENGTH_SCALE_MAX_CELLS:
-        spaced = np.linspace(0, X.shape[0] - 1, LENGTH_SCALE_MAX_CELLS).round().astype(int)
-        rows = canonical_order(X)[spaced]
-    return length_scale(nearest_neighbor_distances(X, rows), ls_factor)
+    order, queried = canonical_order(X), min(X.shape[0], LENGTH_SCALE_MAX_CELLS)
+    key = (X.shape, queried, hashlib.blake2b(X[order].tobytes(), digest_size=16).digest())
+    mean = _MEAN_LOG_DISTANCES.get(key)
+    if mean is None:
+        rows = None
+        if queried < X.shape[0]:
+            rows = order[np.linspace(0, X.shape[0] - 1, queried).round().astype(int)]
+        mean = _mean_log(nearest_neighbor_distances(X, rows))
+        _MEAN_LOG_DISTANCES[key] = mean
+        while len(_MEAN_LOG_DISTANCES) > _REMEMBERED:
+            _MEAN_LOG_DISTANCES.pop(next(iter(_MEAN_LOG_DISTANCES)))
+    return float(ls_factor * np.exp(mean + 3.0))
+
+
+# The mean log nearest-neighbour distance of the last few sets of cells, by
+# their values in canonical order (oldest first).
+_MEAN_LOG_DISTANCES: dict[tuple, float] = {}
+_REMEMBERED = 4
 
 
 def length_scale(nn_distances: np.ndarray, ls_factor: float = 10.0) -> float:
     """``ls_factor * exp(mean(log r) + 3)``, mellon's rule scaled by ``ls_factor``."""
-    if ls_factor <= 0:
-        raise ValueError(f"ls_factor must be positive, got {ls_factor}.")
+    _check_ls_factor(ls_factor)
+    return float(ls_factor * np.exp(_mean_log(nn_distances) + 3.0))
+
+
+def _mean_log(nn_distances: np.ndarray) -> float:
     logs = np.log(np.asarray(nn_distances, np.float64))
     # fsum is exact, so the result does not depend on the order of the cells.
-    return float(ls_factor * np.exp(math.fsum(logs) / logs.size + 3.0))
+    return math.fsum(logs) / logs.size
+
+
+def _check_ls_factor(ls_factor: float) -> None:
+    if ls_factor <= 0:
+        raise ValueError(f"ls_factor must be positive, got {ls_factor}.")
 
 
 # Landmarks used when the caller gives no number: enough to follow a smooth

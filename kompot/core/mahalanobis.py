@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.linalg import LinAlgError
@@ -55,7 +54,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .._warnings import KompotRuntimeWarning
-from ..parallel import available_cores
+from ..parallel import thread_map
 from . import backend
 from .linalg import ADVICE as _ADVICE
 from .linalg import jittered_cholesky
@@ -349,10 +348,9 @@ def _per_gene_factor_path(
     # One gene per worker thread with single-threaded BLAS: LAPACK releases the
     # GIL, and threaded BLAS on these mid-sized factorisations scales poorly
     # (and collapses when other processes share the cores).
-    workers = available_cores()
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    with threadpool_limits(limits=1, user_api="blas"):
         for sl in _blocks(G, batch_size, progress, "Mahalanobis (per-gene Cholesky)"):
-            results = list(pool.map(whiten, range(sl.start, sl.stop)))
+            results = list(thread_map(whiten, range(sl.start, sl.stop)))
             Zb = np.stack([z for z, _ in results])  # whitened [delta_g, B_g] for the block
             for _, used in results:
                 if used > 0:

@@ -11,6 +11,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..core import precision
 from ..core.blocks import block_slices
 from ..core.density import fractal_dimension
 from ..core.fdr import zscore_fdr
@@ -172,8 +173,10 @@ def run_differential_abundance(
                   allow_single_condition_variance=allow_single_condition_variance,
                   progress=progress)
     if method == "ratio":
-        return _ratio(X, mask1, mask2, rule, amplitude=amplitude, client=client,
-                      covariates=covariates, **shared)
+        # Mixed precision keeps the fit's whitened kernel in float32 when only that fits.
+        with precision.using(precision.resolved(int(mask1.sum() + mask2.sum()))):
+            return _ratio(X, mask1, mask2, rule, amplitude=amplitude, client=client,
+                          covariates=covariates, **shared)
     if method == "density":
         return _density(X, mask1, mask2, rule, dimensionality=dimensionality,
                         sync_parameters=sync_parameters, n_permutations=n_permutations,

@@ -15,13 +15,10 @@ null's median rescaling (:func:`pooled_null`) and the FDR.
 
 from __future__ import annotations
 
-import contextvars
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .._settings import settings
@@ -31,7 +28,6 @@ from ..core.cell_rows import stack_rows, take_genes, take_rows
 from ..core.covariates import identifiable
 from ..core.replicate_fits import ReplicateBases
 from ..core.replicate_moderation import ReplicatePrior
-from ..parallel import available_cores
 from .covariate_adjustment import adjust_for_covariates, adjusted_pair, state_groups
 from .differential_expression import DifferentialExpression
 from .layer_store import LayerStore, read_layers, store_chunk_rows
@@ -324,23 +320,11 @@ def _block_null(plan: GeneBlockPlan, model, Y1, Y2, genes: slice,
         return replicate_distances(de, prior)
 
     draws = list(zip(null.partitions, block_genes, strict=True))
-    bar = dict(total=len(draws), desc="null permutations", disable=not plan.progress, leave=False)
-    workers = min(len(draws), null_threads())
-    if refits is None or workers < 2:
-        return [distances(draw) for draw in tqdm(draws, **bar)]
-    # The shared refits' permutations are independent given what they share: one
-    # per core, each with single-threaded BLAS (threaded BLAS on these blocks gains
-    # little), gives the same distances as one after another.
-    refits.priors()  # fitted once before the threads read it
-    # Each task runs in a copy of this thread's context (the precision in use).
-    tasks = [(contextvars.copy_context(), draw) for draw in draws]
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-        return list(tqdm(pool.map(lambda task: task[0].run(distances, task[1]), tasks), **bar))
-
-
-def null_threads() -> int:
-    """Threads that compute a block's null permutations at once: the cores this process may use."""
-    return available_cores()
+    # One permutation at a time: the shared refits spread each one's passes over
+    # the cells across the cores, which keeps them all busy for any number of
+    # permutations.
+    return [distances(draw) for draw in tqdm(draws, total=len(draws), desc="null permutations",
+                                             disable=not plan.progress, leave=False)]
 
 
 def _refit_from_cells(plan: GeneBlockPlan, Y, partition, local, priors: dict, bases):

@@ -46,12 +46,16 @@ from ..core.function_gp import (
 from ..core.kernel import matern52
 from ..core.linalg import safe_cholesky
 from ..core.replicate_fits import ReplicateBases, fit_replicate, uses_cell_space
+from ..parallel import thread_map
 from .differential_expression import DifferentialExpression
 from .sample_variance import MIN_SAMPLE_CELLS, SampleVarianceEstimator
 
 # Share of kompot.settings.memory_budget that the kept whitened kernel and
 # the samples' sums may take (a gene block's data take GENE_BLOCK_SHARE).
 CACHE_SHARE = 0.25
+# Cells per block of the passes over the cells, at least: each block is one
+# task of the passes' threads, and products of fewer cells run slower.
+MIN_BLOCK_CELLS = 2000
 _DE_KWARGS = {"n_landmarks", "use_empirical_variance", "random_state", "batch_size", "eps",
               "use_sample_variance"}
 _FIT_KWARGS = {"sigma", "ls", "ls_factor", "landmarks", "allow_single_condition_variance",
@@ -118,7 +122,7 @@ class PooledRefits:
         self.bases = ReplicateBases() if bases is None else bases
         self._h: dict[int, np.ndarray] = {}  # leverages of landmark-space samples' blocks
         budget = int(settings.memory_budget * CACHE_SHARE)
-        batch = max(int(self.de_kwargs.get("batch_size", 500)), 2000)
+        batch = max(int(self.de_kwargs.get("batch_size", 500)), MIN_BLOCK_CELLS)
         if samples is None:
             self.labels = self.codes = None
             blocks = _chunks(_reading_order(Y, X.shape[0]), batch)
@@ -149,8 +153,11 @@ class PooledRefits:
         m, n_units = self.landmarks.shape[0], int(self.block_unit.max()) + 1
         self.AAt = [np.zeros((m, m)) for _ in range(n_units)]
         AY = [np.zeros((m, self.Y.shape[1])) for _ in range(n_units)]
-        for b, rows in enumerate(self.basis.blocks):
-            gram, products = gram_and_products(self.basis.whitened(b), dense_rows(self.Y, rows))
+
+        def sums(b):
+            return gram_and_products(self.basis.whitened(b), dense_rows(self.Y, self.basis.blocks[b]))
+
+        for b, (gram, products) in enumerate(self._each_block(sums)):
             self.AAt[self.block_unit[b]] += gram
             AY[self.block_unit[b]] += products
         room = budget - self.basis.kept_bytes
@@ -185,11 +192,14 @@ class PooledRefits:
         fit = self._from_sums(AAt, sum(self._unit_products(k, pos, self.Y) for k in units), None,
                               int(self.n_cells.sum()))
         whitened_weights = self.Lp.T @ fit.weights
+
+        def block(b):
+            return smoothed_squared_residuals(self.basis.whitened(b), fit.LB, whitened_weights,
+                                              dense_rows(self.Y, self.basis.blocks[b]), self.sigma)
+
         smoothed = np.zeros(fit.weights.shape)
-        for b, rows in enumerate(self.basis.blocks):
-            smoothed += smoothed_squared_residuals(self.basis.whitened(b), fit.LB,
-                                                   whitened_weights, dense_rows(self.Y, rows),
-                                                   self.sigma)
+        for part in self._each_block(block):
+            smoothed += part
         set_empirical_variance(fit, smoothed, AAt, None)
         return fit
 
@@ -224,15 +234,23 @@ class PooledRefits:
         sums = ((AAt, AY), rest) if small is mask else (rest, (AAt, AY))
         fits = [self._from_sums(a, y, priors[0], int(c.sum()))
                 for (a, y), c in zip(sums, (mask, ~mask), strict=True)]
-        smoothed = [np.zeros(f.weights.shape) for f in fits]
         whitened_weights = [self.Lp.T @ f.weights for f in fits]
-        for b, rows in enumerate(self.basis.blocks):
+
+        def block(b):
+            rows = self.basis.blocks[b]
             A, R = self.basis.whitened(b), dense_rows(Y, rows)
+            parts = []
             for c, in_c in enumerate((mask[rows], ~mask[rows])):
                 sel = np.flatnonzero(in_c)
-                if sel.size:
-                    smoothed[c] += smoothed_squared_residuals(
-                        columns(A, sel), fits[c].LB, whitened_weights[c], R[sel], self.sigma)
+                parts.append(smoothed_squared_residuals(columns(A, sel), fits[c].LB,
+                                                        whitened_weights[c], R[sel], self.sigma)
+                             if sel.size else 0.0)
+            return parts
+
+        smoothed = [np.zeros(f.weights.shape) for f in fits]
+        for parts in self._each_block(block):
+            for c, part in enumerate(parts):
+                smoothed[c] += part
         for fit, AR2, (a, _) in zip(fits, smoothed, sums, strict=True):
             set_empirical_variance(fit, AR2, a, priors[1])
         return self._assembled(fits, (None, None), False, priors)
@@ -240,14 +258,18 @@ class PooledRefits:
     def _group_sums(self, mask, Y):
         """``A A^T`` and ``A Y`` over the cells of ``mask``."""
         m = self.landmarks.shape[0]
-        AAt, AY = np.zeros((m, m)), np.zeros((m, Y.shape[1]))
-        for b, rows in enumerate(self.basis.blocks):
+
+        def sums(b):
+            rows = self.basis.blocks[b]
             sel = np.flatnonzero(mask[rows])
-            if sel.size:
-                gram, products = gram_and_products(columns(self.basis.whitened(b), sel),
-                                                    dense_rows(Y, rows[sel]))
-                AAt += gram
-                AY += products
+            if not sel.size:
+                return 0.0, 0.0
+            return gram_and_products(columns(self.basis.whitened(b), sel), dense_rows(Y, rows[sel]))
+
+        AAt, AY = np.zeros((m, m)), np.zeros((m, Y.shape[1]))
+        for gram, products in self._each_block(sums):
+            AAt += gram
+            AY += products
         return AAt, AY
 
     def _fit_samples(self, mask, pos, Y, priors):
@@ -274,29 +296,49 @@ class PooledRefits:
         """Sample ``k``'s ``A Y`` of these genes: kept, or computed from its cells."""
         if self.AY[k] is not None:
             return self.AY[k][:, pos]
+        def products(b):
+            return gram_and_products(self.basis.whitened(b), dense_rows(Y, self.basis.blocks[b]))[1]
+
         total = 0.0
-        for b in np.flatnonzero(self.block_unit == k):
-            total = total + gram_and_products(self.basis.whitened(b),
-                                               dense_rows(Y, self.basis.blocks[b]))[1]
+        for part in self._each_block(products, np.flatnonzero(self.block_unit == k)):
+            total = total + part
         return total
 
     def _smooth_samples(self, mask, Y, fits, grams, sample_fits, variance_prior) -> None:
         """The empirical-variance pass of both conditions and their landmark-space samples, together."""
-        smoothed = [np.zeros(f.weights.shape) for f in fits]
-        own = [{k: np.zeros(f.weights.shape) for k, f in s.items()} for s in sample_fits]
         ww = [self.Lp.T @ f.weights for f in fits]
         own_ww = [{k: self.Lp.T @ f.weights for k, f in s.items()} for s in sample_fits]
-        for b, rows in enumerate(self.basis.blocks):
+
+        def block(b):
+            rows = self.basis.blocks[b]
             k, c = self.block_unit[b], 0 if mask[rows[0]] else 1
             A, R = self.basis.whitened(b), dense_rows(Y, rows)
-            smoothed[c] += smoothed_squared_residuals(A, fits[c].LB, ww[c], R, self.sigma)
-            if k in own[c]:
-                own[c][k] += smoothed_squared_residuals(A, self.LB[k], own_ww[c][k], R,
-                                                         self.sigma, self._leverages(b, A))
+            condition = smoothed_squared_residuals(A, fits[c].LB, ww[c], R, self.sigma)
+            sample = None
+            if k in own_ww[c]:
+                sample = smoothed_squared_residuals(A, self.LB[k], own_ww[c][k], R, self.sigma,
+                                                    self._leverages(b, A))
+            return k, c, condition, sample
+
+        smoothed = [np.zeros(f.weights.shape) for f in fits]
+        own = [{k: np.zeros(f.weights.shape) for k, f in s.items()} for s in sample_fits]
+        for k, c, condition, sample in self._each_block(block):
+            smoothed[c] += condition
+            if sample is not None:
+                own[c][k] += sample
         for c, fit in enumerate(fits):
             set_empirical_variance(fit, smoothed[c], grams[c], variance_prior)
             for k, f in sample_fits[c].items():
                 set_empirical_variance(f, own[c][k], self.AAt[k], fit.variance_weights)
+
+    def _each_block(self, func, blocks=None):
+        """``func(b)`` for each block ``b`` (all by default), in block order, computed in threads.
+
+        In order, so that sums over the blocks do not depend on the number
+        of threads; one at a time when the blocks live on a JAX device.
+        """
+        blocks = range(len(self.basis.blocks)) if blocks is None else blocks
+        return thread_map(func, blocks, 1 if self.basis.on_device else None)
 
     def _leverages(self, b: int, A):
         """Block ``b``'s leverages in its sample's own fit (the same in every permutation)."""

@@ -80,6 +80,24 @@ def test_length_scale_of_many_cells_averages_a_spread_subset(monkeypatch):
     assert length_scale_of(X[perm], 10.0) == estimate  # the same cells, in any row order
 
 
+def test_length_scale_of_the_same_cells_is_remembered_in_any_order(monkeypatch):
+    """A second call on the same cells (rows permuted) reuses the distances; other cells do not."""
+    rng = np.random.default_rng(11)
+    X, other = rng.normal(size=(500, 3)), rng.normal(size=(500, 3))
+    queries = []
+    tree_query = landmarks.nearest_neighbor_distances
+    monkeypatch.setattr(landmarks, "nearest_neighbor_distances",
+                        lambda X, rows=None: queries.append(len(X)) or tree_query(X, rows))
+    first = length_scale_of(X, 10.0)
+    assert length_scale_of(X[rng.permutation(500)], 2.0) == pytest.approx(first / 5, rel=1e-15)
+    assert len(queries) == 1
+    assert length_scale_of(other, 10.0) == length_scale(tree_query(other), 10.0)
+    assert length_scale_of(X[:-1], 10.0) != first  # one cell fewer: a new set of cells
+    assert len(queries) == 3
+    with pytest.raises(ValueError, match="ls_factor"):
+        length_scale_of(X, 0)
+
+
 def test_nearest_neighbor_distances_of_given_rows_search_all_cells():
     X = np.random.default_rng(1).normal(size=(300, 3))
     rows = np.array([5, 17, 250])

@@ -176,3 +176,18 @@ def test_a_cluster_gets_one_block_per_worker_thread_by_default(client, adata):
         run_differential_expression(X, mask1, mask2, Y[mask1], Y[mask2], client=client,
                                     fdr=False, layers=False, **OPTIONS)
     assert sum("fit_gene_block" in t["key"] for t in stream.data) == 2
+
+
+def test_threads_of_a_task_share_the_cores_with_the_workers_other_tasks():
+    """A worker that runs two tasks at once gives each half the cores for its threads."""
+    from kompot import parallel
+
+    def threads_here():
+        return parallel._dask_worker_threads(), parallel.thread_count()
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as c:
+        worker_threads, threads = c.submit(threads_here, pure=False).result()
+    assert worker_threads == 2
+    assert threads == max(1, parallel.available_cores() // 2)

@@ -211,30 +211,48 @@ def test_expression_null_distances_equal_refits_from_cells(data, monkeypatch):
     np.testing.assert_allclose(shared, distances(), rtol=1e-10)
 
 
+
 @pytest.mark.parametrize("mixed", [False, True], ids=["double", "auto-mixed"])
-def test_null_permutations_in_threads_equal_one_after_another(data, monkeypatch, mixed):
-    """Threads share the refits' caches and carry the run's precision: the same null.
+@pytest.mark.parametrize("with_samples", [False, True], ids=["cells", "samples"])
+def test_passes_over_cell_blocks_in_threads_equal_one_block_at_a_time(data, monkeypatch,
+                                                                       with_samples, mixed):
+    """The real fit's and every permutation's passes over the cells, split into blocks of 50
+    cells computed in threads, give the analysis's results of a plain loop over the blocks.
 
-    The threads' BLAS runs single-threaded, which may sum in another order
-    (1e-12). ``"auto"`` resolved to mixed by the run holds only in its own
-    context, which the threads must be handed (without it they compute in
-    double precision: 1e-7 apart).
+    The blocks' sums are taken in block order whatever the threads, so only the
+    threads' single-threaded BLAS may sum a block's products in another order
+    (1e-12, amplified by the distances' solves). The threads must be handed the
+    run's precision: in double instead of mixed they would differ by 1e-7.
     """
-    X, treated, Y, samples = data
+    from kompot import parallel
     from kompot.core import precision
+    from kompot.models import pooled_refits as module
 
+    X, treated, Y, samples = data
     monkeypatch.setattr(precision, "AUTO_MIXED_CELLS", 100 if mixed else 10**9)
-    nulls = []
-    pooled_null = gene_blocks.pooled_null
-    monkeypatch.setattr(gene_blocks, "pooled_null",
-                        lambda parts, rescale: nulls.append(pooled_null(parts, rescale)) or nulls[-1])
+    monkeypatch.setattr(module, "MIN_BLOCK_CELLS", 50)
+    blocks = []
+    monkeypatch.setattr(gene_blocks, "pooled_refits", _counting(gene_blocks.pooled_refits, blocks))
+    sample_kwargs = {}
+    if with_samples:
+        sample_kwargs = dict(condition1_sample_indices=samples[~treated],
+                             condition2_sample_indices=samples[treated])
     runs = []
     for threads in (1, 3):
-        monkeypatch.setattr(gene_blocks, "null_threads", lambda threads=threads: threads)
+        monkeypatch.setattr(parallel, "thread_count", lambda threads=threads: threads)
         runs.append(run_differential_expression(
-            X, ~treated, treated, Y[~treated], Y[treated], n_landmarks=30, n_permutations=4,
-            condition1_sample_indices=samples[~treated], condition2_sample_indices=samples[treated],
-            layers=False, client=False).values)
-    np.testing.assert_allclose(nulls[0], nulls[1], rtol=1e-12)
-    np.testing.assert_allclose(runs[0]["pvalue"], runs[1]["pvalue"], rtol=1e-12)
+            X, ~treated, treated, Y[~treated], Y[treated], n_landmarks=30, n_permutations=3,
+            batch_size=50, layers=False, client=False, **sample_kwargs).values)
+    assert min(blocks) >= 6  # several blocks, so the threads had work to share
+    for column in ("mahalanobis", "mean_lfc", "pvalue"):
+        np.testing.assert_allclose(runs[0][column], runs[1][column], rtol=1e-10, err_msg=column)
 
+
+def _counting(factory, blocks: list):
+    """``factory`` recording how many blocks of cells each refits object made."""
+    def counted(*args, **kwargs):
+        refits = factory(*args, **kwargs)
+        if refits is not None:
+            blocks.append(len(refits.basis.blocks))
+        return refits
+    return counted

@@ -86,3 +86,44 @@ def test_analysis_in_mixed_precision_makes_the_same_calls(monkeypatch):
     assert not np.array_equal(mixed["mahalanobis"], double["mahalanobis"])
     assert double["is_de"].any()
     np.testing.assert_array_equal(mixed["is_de"], double["is_de"])
+
+
+def test_abundance_keeps_its_kernel_in_float32_only_when_mixed_and_double_does_not_fit(
+        monkeypatch):
+    """Mixed DA keeps the whitened kernel in float32 when float64 exceeds the cache: every pass
+    then reads the same rounded kernel (double arithmetic) instead of computing it again.
+    The log fold changes move by float32 rounding, not more, and the calls stay."""
+    from kompot.core import density
+    from kompot.models import run_differential_abundance
+
+    adata = kompot.datasets.toy(n_cells=1200, n_genes=5, n_de_genes=1, seed=4)
+    X, m1, m2, _, samples = toy_arrays(adata)
+    kept = []
+    blocks_init = density.WhitenedKernelBlocks.__init__
+
+    def recording(self, *args, **kwargs):
+        blocks_init(self, *args, **kwargs)
+        kept.append(None if self.cache is None else self.cache[0].dtype)
+
+    monkeypatch.setattr(density.WhitenedKernelBlocks, "__init__", recording)
+
+    def run():
+        kept.clear()
+        return run_differential_abundance(
+            X, m1, m2, n_landmarks=60, condition1_sample_indices=samples[m1],
+            condition2_sample_indices=samples[m2]).values
+
+    double = run()
+    assert kept[-1] == np.float64
+    monkeypatch.setattr(density, "_KERNEL_CACHE_BYTES", 1200 * 60 * 6)  # float32 fits, not float64
+    recomputed = run()
+    assert kept[-1] is None
+    monkeypatch.setattr(precision, "AUTO_MIXED_CELLS", 1000)  # "auto" on 1,200 cells: mixed
+    mixed = run()
+    assert kept[-1] == np.float32
+    np.testing.assert_allclose(recomputed["lfc"], double["lfc"], rtol=1e-10, atol=1e-12)
+    assert not np.array_equal(mixed["lfc"], double["lfc"])
+    for name in ("lfc", "zscore"):
+        np.testing.assert_allclose(mixed[name], double[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    assert (double["direction"] != "neutral").any()
+    np.testing.assert_array_equal(mixed["direction"], double["direction"])
