@@ -23,8 +23,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import cache
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
 from ._settings import checked_client, settings
@@ -38,6 +39,17 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+@cache
+def _blas_controller() -> ThreadpoolController:
+    # Created once: finding the loaded BLAS libraries costs milliseconds per call.
+    return ThreadpoolController()
+
+
+def single_threaded_blas():
+    """A context in which BLAS and LAPACK calls run on one thread (process-wide)."""
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 # Set inside the threads of thread_map, so that work nested in them runs in that thread alone.
@@ -89,7 +101,7 @@ def thread_map(func: Callable, items: Iterable, threads: int | None = None) -> I
         return context.run(_in_this_thread, func, item)
 
     items = iter(items)
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+    with single_threaded_blas(), ThreadPoolExecutor(threads) as pool:
         pending = deque()
         for item in items:
             pending.append(pool.submit(run, contextvars.copy_context(), item))

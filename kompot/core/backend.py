@@ -26,7 +26,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .linalg import _blas_controller
+from ..parallel import single_threaded_blas
 
 NUMPY = "numpy"
 JAX = "jax"
@@ -87,7 +87,7 @@ def _on_device():
     # On the CPU, JAX's Cholesky and triangular solves call the LAPACK of
     # scipy's OpenBLAS, whose threads collapse on these mid-sized matrices
     # (see linalg.py): one BLAS thread, as kompot's own factorisations use.
-    blas = _blas_controller().limit(limits=1, user_api="blas") if device.platform == "cpu" \
+    blas = single_threaded_blas() if device.platform == "cpu" \
         else nullcontext()
     with jax.enable_x64(True), jax.default_device(device), blas:
         yield _jax_functions()

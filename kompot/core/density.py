@@ -118,22 +118,43 @@ class WhitenedKernelBlocks:
     def _compute(self, s):
         return lower_solve(self.Lp, kernel_matrix(self.cov_func, self.X[s], self.U).T).T
 
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    def __getitem__(self, i: int):
+        """Block ``i``: its slice of the cells and its ``L`` (float64)."""
+        s = self.slices[i]
+        return s, (self._compute(s) if self.cache is None
+                   else self.cache[i].astype(np.float64, copy=False))
+
     def __iter__(self):
-        for i, s in enumerate(self.slices):
-            if self.cache is None:
-                yield s, self._compute(s)
-            else:
-                yield s, self.cache[i].astype(np.float64, copy=False)
+        for i in range(len(self.slices)):
+            yield self[i]
+
+
+def map_blocks(blocks, func):
+    """``func(s, L)`` for each block, yielded in block order.
+
+    The blocks of a :class:`WhitenedKernelBlocks` are computed (or read)
+    and passed to ``func`` in threads (:func:`~kompot.parallel.thread_map`);
+    any other iterable of blocks is visited in this thread.
+    """
+    if isinstance(blocks, WhitenedKernelBlocks):
+        return thread_map(lambda i: func(*blocks[i]), range(len(blocks)))
+    return (func(s, L) for s, L in blocks)
 
 
 def gradient_and_hessian(blocks, residual: np.ndarray, curvature: np.ndarray, m: int):
     """``L^T residual`` and ``L^T diag(curvature) L``, accumulated over cell blocks."""
+    def block(s, L):
+        Lc = L * np.sqrt(curvature[s])[:, None]
+        return L.T @ residual[s], Lc.T @ Lc
+
     g = np.zeros(m)
     H = np.zeros((m, m))
-    for s, L in blocks:
-        g += L.T @ residual[s]
-        Lc = L * np.sqrt(curvature[s])[:, None]
-        H += Lc.T @ Lc
+    for g_block, H_block in map_blocks(blocks, block):
+        g += g_block
+        H += H_block
     return g, H
 
 

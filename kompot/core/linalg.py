@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import warnings
 from contextlib import nullcontext
-from functools import cache
 
 import numpy as np
 from numpy.linalg import LinAlgError
 from scipy.linalg import lapack, solve_triangular
-from threadpoolctl import ThreadpoolController
 
 from .._warnings import KompotRuntimeWarning
+from ..parallel import single_threaded_blas
 
 # Below this size OpenBLAS's threaded Cholesky is slower than a single thread,
 # and it collapses (100x) when other processes share the cores.
 _SINGLE_THREAD_CHOLESKY_MAX = 1500
 
 
-@cache
-def _blas_controller() -> ThreadpoolController:
-    return ThreadpoolController()
-
-
 def _potrf(M: np.ndarray, **kwargs):
     """LAPACK ``dpotrf``, single-threaded for the mid-sized matrices kompot factors."""
     small = M.shape[0] <= _SINGLE_THREAD_CHOLESKY_MAX
-    with _blas_controller().limit(limits=1, user_api="blas") if small else nullcontext():
+    with single_threaded_blas() if small else nullcontext():
         return lapack.dpotrf(M, **kwargs)
 
 ADVICE = (

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, log_expit
 
-from .density import gradient_and_hessian
+from .density import gradient_and_hessian, map_blocks
 from .linalg import lower_solve, safe_cholesky, upper_solve
 
 logger = logging.getLogger("kompot")
@@ -59,16 +59,16 @@ class LogRatioFit:
 def _latent(blocks, w: np.ndarray, n: int) -> np.ndarray:
     """``L w`` over all cells."""
     out = np.empty(n)
-    for s, L in blocks:
-        out[s] = L @ w
+    for s, Lw in map_blocks(blocks, lambda s, L: (s, L @ w)):
+        out[s] = Lw
     return out
 
 
 def _gradient(blocks, residual: np.ndarray, m: int) -> np.ndarray:
     """``L^T residual`` over all cells."""
     g = np.zeros(m)
-    for s, L in blocks:
-        g += L.T @ residual[s]
+    for part in map_blocks(blocks, lambda s, L: L.T @ residual[s]):
+        g += part
     return g
 
 
@@ -206,12 +206,16 @@ def _second_step(blocks, y, codes, fit, ks, shifts, offsets, chols):
     """Newton corrections of the leave-one-out weights, all samples ``ks`` in one pass."""
     a = fit.amplitude
     W = fit.w[:, None] + np.nan_to_num(shifts)  # (m, len(ks))
-    grad = W.copy()
-    for s, L in blocks:
+
+    def block(s, L):
         eta = offsets[None, :] + a * (L @ W)  # (block, len(ks))
         resid = y[s][:, None] - expit(eta)
         resid[codes[s][:, None] == ks[None, :]] = 0.0  # each sample's own cells are left out
-        grad -= a * (L.T @ resid)
+        return L.T @ resid
+
+    grad = W.copy()
+    for part in map_blocks(blocks, block):
+        grad -= a * part
     out = np.zeros_like(W)
     for j in range(len(ks)):
         if np.all(np.isfinite(shifts[:, j])):
@@ -241,12 +245,17 @@ def sample_jackknife(blocks, y: np.ndarray, sample_codes: np.ndarray, fit: LogRa
     residual = y - pi
     # Per-sample pieces: L_k^T r_k and L_k^T D_k 1 in one pass; the m x m
     # L_k^T D_k L_k for as many samples at a time as fit in _JACKKNIFE_BYTES.
+    def block(s, L):
+        ks, rows = _rows_by_sample(codes[s])
+        starts = _starts(codes[s][rows])
+        return (ks, np.add.reduceat(L[rows] * residual[s][rows, None], starts),
+                np.add.reduceat(L[rows] * curvature[s][rows, None], starts))
+
     g_k = np.zeros((K, m))
     d_k = np.zeros((K, m))
-    for s, L in blocks:
-        ks, rows = _rows_by_sample(codes[s])
-        g_k[ks] += np.add.reduceat(L[rows] * residual[s][rows, None], _starts(codes[s][rows]))
-        d_k[ks] += np.add.reduceat(L[rows] * curvature[s][rows, None], _starts(codes[s][rows]))
+    for ks, g_block, d_block in map_blocks(blocks, block):
+        g_k[ks] += g_block
+        d_k[ks] += d_block
     # The full Hessian I + a^2 L^T D L at the MAP is the fit's R R^T.
     H_full = fit.chol @ fit.chol.T
     g_all, d_all = g_k.sum(0), d_k.sum(0)

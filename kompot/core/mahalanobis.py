@@ -50,11 +50,10 @@ from collections.abc import Iterator
 import numpy as np
 from numpy.linalg import LinAlgError
 from scipy.linalg import lapack, solve_triangular
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .._warnings import KompotRuntimeWarning
-from ..parallel import thread_map
+from ..parallel import single_threaded_blas, thread_map
 from . import backend
 from .linalg import ADVICE as _ADVICE
 from .linalg import jittered_cholesky
@@ -348,7 +347,7 @@ def _per_gene_factor_path(
     # One gene per worker thread with single-threaded BLAS: LAPACK releases the
     # GIL, and threaded BLAS on these mid-sized factorisations scales poorly
     # (and collapses when other processes share the cores).
-    with threadpool_limits(limits=1, user_api="blas"):
+    with single_threaded_blas():
         for sl in _blocks(G, batch_size, progress, "Mahalanobis (per-gene Cholesky)"):
             results = list(thread_map(whiten, range(sl.start, sl.stop)))
             Zb = np.stack([z for z, _ in results])  # whitened [delta_g, B_g] for the block
