@@ -215,8 +215,11 @@ class Settings:
         numpy, about twice as fast, and sums them in float64. The means, the
         kernel factorisations and the distances stay in float64; results
         differ from ``"double"`` in about the sixth significant digit.
-        ``"auto"`` (the default) is ``"mixed"`` for differential expression
-        and smoothing runs on at least 50,000 cells, ``"double"`` otherwise
+        Differential abundance (``method="ratio"``) keeps its whitened
+        kernel in float32 when float64 would not fit its 2 GiB cache (a
+        million cells), instead of computing it again on every pass; its
+        arithmetic stays float64. ``"auto"`` (the default) is ``"mixed"``
+        for runs on at least 50,000 cells, ``"double"`` otherwise
         (:mod:`kompot.core.precision`). The JAX backend computes in float64
         either way.
         """

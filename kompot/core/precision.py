@@ -1,11 +1,13 @@
-"""The arithmetic of the empirical-variance passes over cells, resolved once per analysis.
+"""The arithmetic of the passes over cells, resolved once per analysis.
 
 ``kompot.settings.precision`` chooses it: ``"double"``, ``"mixed"`` (those
-passes in float32, summed in float64), or ``"auto"``, which an analysis
-(:func:`~kompot.models.run_differential_expression`,
-:func:`~kompot.models.run_smoothed_expression`) resolves from its number of
-cells (:func:`resolved`) and holds for its duration (:func:`using`), on a
-Dask worker as in this process. Outside an analysis ``"auto"`` means
+passes in float32, summed in float64; and differential abundance's whitened
+kernel kept in float32 where float64 does not fit its cache), or ``"auto"``,
+which an analysis (:func:`~kompot.models.run_differential_expression`,
+:func:`~kompot.models.run_smoothed_expression`,
+:func:`~kompot.models.run_differential_abundance`) resolves from its number
+of cells (:func:`resolved`) and holds for its duration (:func:`using`), on
+a Dask worker as in this process. Outside an analysis ``"auto"`` means
 ``"double"``.
 """
 
