@@ -284,9 +284,11 @@ class PooledRefits:
             fit = self._from_sums(grams[-1], sum(AY[k] for k in in_c), priors[0],
                                   int(self.n_cells[in_c].sum()))
             fits.append(fit)
-            sample_fits.append({k: self._from_sums(self.AAt[k], AY[k], fit.weights,
-                                                   int(self.n_cells[k]), self.LB[k])
-                                for k in in_c if self.LB[k] is not None})
+            on_landmarks = [k for k in in_c if self.LB[k] is not None]
+            sample_fits.append(dict(zip(on_landmarks, thread_map(
+                lambda k, fit=fit: self._from_sums(self.AAt[k], AY[k], fit.weights,
+                                                   int(self.n_cells[k]), self.LB[k]),
+                on_landmarks), strict=True)))
         self._smooth_samples(mask, Y, fits, grams, sample_fits, priors[1])
         estimators = [self._estimator(Y, fit, in_c, own)
                       for fit, in_c, own in zip(fits, units, sample_fits, strict=True)]
@@ -307,7 +309,8 @@ class PooledRefits:
     def _smooth_samples(self, mask, Y, fits, grams, sample_fits, variance_prior) -> None:
         """The empirical-variance pass of both conditions and their landmark-space samples, together."""
         ww = [self.Lp.T @ f.weights for f in fits]
-        own_ww = [{k: self.Lp.T @ f.weights for k, f in s.items()} for s in sample_fits]
+        own_ww = [dict(zip(s, thread_map(lambda f: self.Lp.T @ f.weights, s.values()), strict=True))
+                  for s in sample_fits]
 
         def block(b):
             rows = self.basis.blocks[b]
@@ -328,8 +331,9 @@ class PooledRefits:
                 own[c][k] += sample
         for c, fit in enumerate(fits):
             set_empirical_variance(fit, smoothed[c], grams[c], variance_prior)
-            for k, f in sample_fits[c].items():
-                set_empirical_variance(f, own[c][k], self.AAt[k], fit.variance_weights)
+            # Each sample's solves in a thread (many samples: most of a refit's own work).
+            list(thread_map(lambda k, c=c, fit=fit: set_empirical_variance(
+                sample_fits[c][k], own[c][k], self.AAt[k], fit.variance_weights), sample_fits[c]))
 
     def _each_block(self, func, blocks=None):
         """``func(b)`` for each block ``b`` (all by default), in block order, computed in threads.
@@ -350,17 +354,17 @@ class PooledRefits:
 
     def _estimator(self, Y, fit, in_c, own: dict) -> SampleVarianceEstimator:
         """The condition's sample variance: its samples' fits, in label order."""
-        fits = {}
-        for k in in_c:
-            if k in own:
-                fits[self.labels[k]] = own[k]
-                continue
-            rows = self.unit_rows[k]  # a cell-space fit, as SampleVarianceEstimator makes it
-            fits[self.labels[k]] = fit_replicate(
+        def cell_space_fit(k):  # as SampleVarianceEstimator makes it
+            rows = self.unit_rows[k]
+            return fit_replicate(
                 self.X[rows], take_rows(Y, rows), self.landmarks, self.cov_func, self.Lp,
                 sigma=self.sigma, mu=0.0, mean_weights=fit.weights,
                 variance_mean_weights=fit.variance_weights, obs_variance=True,
                 bases=self.bases, label=self.labels[k])
+
+        in_cells = [k for k in in_c if k not in own]
+        fitted = dict(zip(in_cells, thread_map(cell_space_fit, in_cells), strict=True))
+        fits = {self.labels[k]: own[k] if k in own else fitted[k] for k in in_c}
         eps = self.de_kwargs.get("eps", 1e-8)
         return SampleVarianceEstimator(eps=eps, estimator_type="function")._adopt(
             fits, self.landmarks, self.cov_func, self.jitter)
