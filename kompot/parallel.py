@@ -8,6 +8,11 @@ each task's argument is scattered to one worker, and the task runs there.
 Either way the results come back in task order, so the assembled numbers do
 not depend on where they were computed.
 
+Within a task, passes over blocks of cells (and other independent pieces,
+such as each replicate sample's fit) run in threads, one per core, each
+with single-threaded BLAS (:func:`thread_map`); their results are taken in
+block order, so sums over them do not depend on the number of threads.
+
 dask and distributed are imported only when a client is used (install them
 with ``pip install 'kompot[dask]'``).
 """
