@@ -10,6 +10,11 @@
 2. The length-scale rule above 100,000 cells
    (:func:`kompot.core.landmarks.length_scale_of`) against the exact rule on
    a noisy 3-D swiss roll of 300,000 points (chosen on the 10-D generator).
+3. Differential abundance's whitened kernel kept in float32 (mixed
+   precision, where float64 does not fit its cache: a million cells; here
+   the cache is shrunk so that 700 cells take that path) against float64,
+   on ``pbmc68k_reduced`` (``X_pca``) with treated cells over-represented in
+   louvain cluster 0 (95 % against 40 %; added 2026-12-04, later the same day).
 
 Prints the numbers; ``benchmarks/RESULTS.md`` ("Mixed precision") quotes
 them. Not a test: nothing here runs in CI.
@@ -75,6 +80,50 @@ def length_scale_on_a_swiss_roll(n: int = 300_000) -> None:
           f"{estimate / exact - 1:.1e}")
 
 
+def da_kernel_in_float32_on_real_cells() -> None:
+    import scanpy as sc
+
+    import kompot
+    from kompot.core import density
+
+    adata = sc.datasets.pbmc68k_reduced()
+    rng = np.random.default_rng(2)
+    region = (adata.obs["louvain"].astype(str) == "0").to_numpy()
+    treated = rng.random(adata.n_obs) < np.where(region, 0.95, 0.4)
+    adata.obs["condition"] = pd.Categorical(np.where(treated, "treated", "control"))
+    n_landmarks = 200
+    full = density._KERNEL_CACHE_BYTES
+    density._KERNEL_CACHE_BYTES = adata.n_obs * n_landmarks * 6  # float32 fits, float64 not
+    obs = {}
+    try:
+        for precision in ("double", "mixed"):
+            kompot.settings.precision = precision
+            a = adata.copy()
+            kompot.tl.compute_differential_abundance(a, "condition", "control", "treated",
+                                                     obsm_key="X_pca", n_landmarks=n_landmarks,
+                                                     progress=False)
+            obs[precision] = a.obs
+    finally:
+        density._KERNEL_CACHE_BYTES = full
+        kompot.settings.precision = "auto"
+    prefix = "kompot_da_control_to_treated_"
+    d, m = (obs[p][prefix + "lfc"].to_numpy() for p in ("double", "mixed"))
+    calls = {p: o[prefix + "lfc_direction"].astype(str).to_numpy() for p, o in obs.items()}
+    print(f"pbmc68k_reduced, X_pca, DA with {n_landmarks} landmarks, treated 95 % in louvain 0 (40 % elsewhere)")
+    print(f"  largest difference of the log fold change: {np.max(np.abs(m - d)):.1e} "
+          f"(largest |lfc| {np.max(np.abs(d)):.2f})")
+    z = {p: o[prefix + "lfc_zscore"].to_numpy() for p, o in obs.items()}
+    fdr = {p: o[prefix + "lfc_fdr"].to_numpy() for p, o in obs.items()}
+    print(f"  largest difference of the z-score: {np.max(np.abs(z['mixed'] - z['double'])):.1e} "
+          f"(largest |z| {np.max(np.abs(z['double'])):.2f}); smallest FDR "
+          f"{fdr['double'].min():.3g} (double), {fdr['mixed'].min():.3g} (mixed)")
+    for precision, called in calls.items():
+        print(f"  {precision}: {(called != 'neutral').sum()} cells called, "
+              f"{(called[region] != 'neutral').sum()} of them in louvain 0")
+    print(f"  calls differing: {int((calls['double'] != calls['mixed']).sum())}")
+
+
 if __name__ == "__main__":
     mixed_on_real_cells()
     length_scale_on_a_swiss_roll()
+    da_kernel_in_float32_on_real_cells()
