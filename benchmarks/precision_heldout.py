@@ -28,6 +28,22 @@ import numpy as np
 import pandas as pd
 
 
+def _in_both_precisions(adata, analysis, slot: str) -> dict:
+    """``analysis`` on a copy of ``adata`` in double, then mixed precision: each copy's ``slot``."""
+    import kompot
+
+    out = {}
+    try:
+        for precision in ("double", "mixed"):
+            kompot.settings.precision = precision
+            a = adata.copy()
+            analysis(a)
+            out[precision] = getattr(a, slot)
+    finally:
+        kompot.settings.precision = "auto"
+    return out
+
+
 def mixed_on_real_cells() -> None:
     import scanpy as sc
 
@@ -44,15 +60,9 @@ def mixed_on_real_cells() -> None:
     adata.X = X
     truth = np.isin(np.arange(adata.n_vars), planted)
     prefix = "kompot_de_control_to_treated_"
-    var = {}
-    for precision in ("double", "mixed"):
-        kompot.settings.precision = precision
-        a = adata.copy()
-        kompot.tl.compute_differential_expression(a, "condition", "control", "treated",
-                                                  obsm_key="X_pca", store_layers=False,
-                                                  progress=False)
-        var[precision] = a.var
-    kompot.settings.precision = "auto"
+    var = _in_both_precisions(adata, lambda a: kompot.tl.compute_differential_expression(
+        a, "condition", "control", "treated", obsm_key="X_pca", store_layers=False,
+        progress=False), "var")
     d, m = var["double"][prefix + "mahalanobis"], var["mixed"][prefix + "mahalanobis"]
     print(f"pbmc68k_reduced, X_pca, 20 genes +1.5 in {(treated & region).sum()} treated cells")
     print(f"  largest relative difference of the Mahalanobis distance: "
@@ -94,18 +104,12 @@ def da_kernel_in_float32_on_real_cells() -> None:
     n_landmarks = 200
     full = density._KERNEL_CACHE_BYTES
     density._KERNEL_CACHE_BYTES = adata.n_obs * n_landmarks * 6  # float32 fits, float64 not
-    obs = {}
     try:
-        for precision in ("double", "mixed"):
-            kompot.settings.precision = precision
-            a = adata.copy()
-            kompot.tl.compute_differential_abundance(a, "condition", "control", "treated",
-                                                     obsm_key="X_pca", n_landmarks=n_landmarks,
-                                                     progress=False)
-            obs[precision] = a.obs
+        obs = _in_both_precisions(adata, lambda a: kompot.tl.compute_differential_abundance(
+            a, "condition", "control", "treated", obsm_key="X_pca", n_landmarks=n_landmarks,
+            progress=False), "obs")
     finally:
         density._KERNEL_CACHE_BYTES = full
-        kompot.settings.precision = "auto"
     prefix = "kompot_da_control_to_treated_"
     d, m = (obs[p][prefix + "lfc"].to_numpy() for p in ("double", "mixed"))
     calls = {p: o[prefix + "lfc_direction"].astype(str).to_numpy() for p, o in obs.items()}
