@@ -127,11 +127,15 @@ class SerialExecutor:
     slots = 1  # tasks that run at once
 
     def map(self, task: Callable, shared, items: Sequence, *, progress: bool = False,
-            desc: str = "blocks") -> list:
-        """``[task(shared, item) for item in items]``."""
+            desc: str = "blocks", threads: bool = False) -> list:
+        """``[task(shared, item) for item in items]``.
+
+        ``threads=True`` computes the tasks in threads (:func:`thread_map`),
+        for tasks that run no threads of their own.
+        """
         shown = progress and len(items) > 1
-        return [task(shared, item) for item in tqdm(items, desc=desc, disable=not shown,
-                                                      leave=False)]
+        results = thread_map(lambda item: task(shared, item), items, None if threads else 1)
+        return list(tqdm(results, total=len(items), desc=desc, disable=not shown, leave=False))
 
 
 class DaskExecutor:
@@ -151,8 +155,12 @@ class DaskExecutor:
         return max(1, sum(self.client.nthreads().values()))
 
     def map(self, task: Callable, shared, items: Sequence, *, progress: bool = False,
-            desc: str = "blocks") -> list:
-        """``[task(shared, item) for item in items]``, computed on the cluster."""
+            desc: str = "blocks", threads: bool = False) -> list:
+        """``[task(shared, item) for item in items]``, computed on the cluster.
+
+        ``threads`` is the in-process executor's option; the workers' own
+        threads run the tasks here.
+        """
         from distributed import as_completed
 
         client = self.client

@@ -106,12 +106,8 @@ class WhitenedKernelBlocks:
         n, m = X.shape[0], landmarks.shape[0]
         self.slices = list(block_slices(n, batch_size))
         self.cache = None
-        # Kept in double, or in mixed precision in single when only that fits: every
-        # pass then uses the same rounded kernel, in double arithmetic, instead of
-        # computing the kernel and its solve again (the costliest part of a pass).
-        dtype = np.float64 if n * m * 8 <= _KERNEL_CACHE_BYTES else np.float32
-        if n * m * np.dtype(dtype).itemsize <= _KERNEL_CACHE_BYTES and (
-                dtype == np.float64 or precision.is_mixed()):
+        dtype = _cache_dtype(n * m)
+        if dtype is not None:
             self.cache = list(thread_map(lambda s: self._compute(s).astype(dtype, copy=False),
                                          self.slices))
 
@@ -130,6 +126,20 @@ class WhitenedKernelBlocks:
     def __iter__(self):
         for i in range(len(self.slices)):
             yield self[i]
+
+
+def _cache_dtype(entries: int):
+    """The dtype the kernel is kept in, or ``None`` to compute it again on every pass.
+
+    Double while it fits the cache; in mixed precision single when only that
+    fits: every pass then reads the same rounded kernel, in double arithmetic,
+    instead of computing the kernel and its solve again (a pass's costliest part).
+    """
+    if entries * 8 <= _KERNEL_CACHE_BYTES:
+        return np.float64
+    if precision.is_mixed() and entries * 4 <= _KERNEL_CACHE_BYTES:
+        return np.float32
+    return None
 
 
 def map_blocks(blocks, func):

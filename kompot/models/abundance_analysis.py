@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..core import precision
 from ..core.blocks import block_slices
@@ -18,7 +17,7 @@ from ..core.density import fractal_dimension
 from ..core.fdr import zscore_fdr
 from ..core.landmarks import length_scale_of
 from ..core.stats import direction as call_direction
-from ..parallel import SerialExecutor, executor_for, thread_map
+from ..parallel import SerialExecutor, executor_for
 from ._schema import DA_SCHEMA, AnalysisResult
 from .abundance_ratio import DifferentialAbundanceRatio
 from .differential_abundance import DifferentialAbundance
@@ -262,14 +261,9 @@ def _predict_in_cell_blocks(model: DifferentialAbundanceRatio, X: np.ndarray, ex
     and the Benjamini-Hochberg FDR, which pool the cells, are computed here.
     """
     blocks = [X[s] for s in block_slices(len(X), CELLS_PER_TASK)]
-    if isinstance(executor, SerialExecutor):  # in this process: the blocks in threads
-        inner = progress and len(blocks) == 1
-        parts = list(tqdm(thread_map(lambda b: _ratio_moments(model, (b, inner)), blocks),
-                          total=len(blocks), desc="DA cell blocks",
-                          disable=not progress or inner, leave=False))
-    else:
-        parts = executor.map(_ratio_moments, model, [(b, False) for b in blocks],
-                             progress=progress, desc="DA cell blocks")
+    inner = progress and len(blocks) == 1 and isinstance(executor, SerialExecutor)
+    parts = executor.map(_ratio_moments, model, [(b, inner) for b in blocks],
+                         progress=progress, desc="DA cell blocks", threads=True)
     moments = [None if parts[0][i] is None else np.concatenate([p[i] for p in parts])
                for i in range(4)]
     return model._results(*moments)

@@ -298,6 +298,7 @@ class PooledRefits:
         """Sample ``k``'s ``A Y`` of these genes: kept, or computed from its cells."""
         if self.AY[k] is not None:
             return self.AY[k][:, pos]
+
         def products(b):
             return gram_and_products(self.basis.whitened(b), dense_rows(Y, self.basis.blocks[b]))[1]
 
@@ -309,8 +310,7 @@ class PooledRefits:
     def _smooth_samples(self, mask, Y, fits, grams, sample_fits, variance_prior) -> None:
         """The empirical-variance pass of both conditions and their landmark-space samples, together."""
         ww = [self.Lp.T @ f.weights for f in fits]
-        own_ww = [dict(zip(s, thread_map(lambda f: self.Lp.T @ f.weights, s.values()), strict=True))
-                  for s in sample_fits]
+        own_ww = [{k: self.Lp.T @ f.weights for k, f in s.items()} for s in sample_fits]
 
         def block(b):
             rows = self.basis.blocks[b]
